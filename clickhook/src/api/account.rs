@@ -1,0 +1,161 @@
+//! The caller's own account: name, time zone, snippet labels, click filter.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::auth::Auth;
+use super::{Api, AppState, JsonBody};
+use crate::domain::parse_timezone;
+use crate::error::{ApiError, ApiResult};
+use crate::event::format_time;
+use crate::store::{Account, AccountPatch, ClickFilter};
+
+pub fn router() -> Api {
+    Api::new("account")
+        .get(
+            "/rest/v2/account",
+            "The account of the API key: settings and keys (prefixes only).",
+            get_account,
+        )
+        .patch(
+            "/rest/v2/account",
+            "Change name, timezone, snippet_labels or click_filter (merged).",
+            patch_account,
+        )
+}
+
+async fn account_json(st: &AppState, a: &Account) -> ApiResult<Value> {
+    let keys: Vec<Value> = st
+        .store
+        .list_api_keys(a.id)
+        .await?
+        .iter()
+        .map(|k| {
+            json!({"prefix": k.prefix, "created": format_time(k.created_at, &a.timezone),
+                   "revoked": k.revoked_at.map(|t| format_time(t, &a.timezone))})
+        })
+        .collect();
+    let labels: Map<String, Value> = a
+        .snippet_labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    Ok(json!({
+        "id": a.id,
+        "name": a.name,
+        "timezone": a.timezone,
+        "snippet_labels": labels,
+        "click_filter": a.click_filter,
+        "api_keys": keys,
+    }))
+}
+
+async fn get_account(State(st): State<AppState>, Auth(account): Auth) -> ApiResult<Response> {
+    Ok(Json(account_json(&st, &account).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    timezone: Option<String>,
+    #[serde(default)]
+    snippet_labels: Option<Map<String, Value>>,
+    #[serde(default)]
+    click_filter: Option<Map<String, Value>>,
+}
+
+/// Labels merge into the current ones; `""` or null removes a label.
+fn merge_labels(
+    current: &BTreeMap<u8, String>,
+    given: Map<String, Value>,
+) -> ApiResult<BTreeMap<u8, String>> {
+    let mut out = current.clone();
+    for (k, v) in given {
+        let slot: u8 = k
+            .trim_start_matches("snippet")
+            .parse()
+            .ok()
+            .filter(|n| (1..=15).contains(n))
+            .ok_or_else(|| {
+                ApiError::wrong_param(format!(
+                    "snippet_labels: {k:?} is not a snippet slot 1..15."
+                ))
+            })?;
+        match v {
+            Value::String(s) if !s.trim().is_empty() => {
+                out.insert(slot, s.trim().to_string());
+            }
+            Value::String(_) | Value::Null => {
+                out.remove(&slot);
+            }
+            _ => {
+                return Err(ApiError::wrong_param(format!(
+                    "snippet_labels: the label of slot {slot} must be a string."
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn merge_filter(current: &ClickFilter, given: Map<String, Value>) -> ApiResult<ClickFilter> {
+    let Value::Object(mut merged) =
+        serde_json::to_value(current).map_err(|_| ApiError::internal())?
+    else {
+        return Err(ApiError::internal());
+    };
+    merged.extend(given);
+    let f: ClickFilter = serde_json::from_value(Value::Object(merged))
+        .map_err(|e| ApiError::wrong_param(format!("click_filter: {e}.")))?;
+    if f.burst_seconds > ClickFilter::MAX_BURST_SECONDS {
+        return Err(ApiError::wrong_param(format!(
+            "click_filter: burst_seconds is at most {}.",
+            ClickFilter::MAX_BURST_SECONDS
+        )));
+    }
+    if f.min_seconds_after_send > 86_400 {
+        return Err(ApiError::wrong_param(
+            "click_filter: min_seconds_after_send is at most 86400.",
+        ));
+    }
+    Ok(f)
+}
+
+async fn patch_account(
+    State(st): State<AppState>,
+    Auth(account): Auth,
+    JsonBody(b): JsonBody<AccountBody>,
+) -> ApiResult<Response> {
+    let name = match b.name {
+        Some(n) if n.trim().is_empty() => return Err(ApiError::required("name")),
+        other => other.map(|n| n.trim().to_string()),
+    };
+    let patch = AccountPatch {
+        name,
+        timezone: b
+            .timezone
+            .as_deref()
+            .map(parse_timezone)
+            .transpose()?
+            .map(|tz| tz.name().to_string()),
+        snippet_labels: b
+            .snippet_labels
+            .map(|l| merge_labels(&account.snippet_labels, l))
+            .transpose()?,
+        click_filter: b
+            .click_filter
+            .map(|f| merge_filter(&account.click_filter, f))
+            .transpose()?,
+    };
+    let updated = st.store.update_account(account.id, patch).await?;
+    st.auth.clear();
+    Ok(Json(account_json(&st, &updated).await?).into_response())
+}

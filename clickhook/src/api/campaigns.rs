@@ -1,0 +1,316 @@
+//! Campaigns with ordered steps, and the enrollment of a prospect in one.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::Auth;
+use super::{list_response, parse_time, Api, AppState, JsonBody, Params};
+use crate::domain::{CampaignStatus, EmailAddress, StepType};
+use crate::error::{ApiError, ApiResult};
+use crate::event::format_time;
+use crate::store::{Campaign, CampaignPatch, Enrollment, EnrollmentPatch, NewCampaign, Step};
+
+pub fn router() -> Api {
+    Api::new("campaigns")
+        .get(
+            "/rest/v1/campaign_list",
+            "Woodpecker's campaign list; filters status and id.",
+            campaign_list,
+        )
+        .post(
+            "/rest/v2/campaigns",
+            "Create a campaign with its mailboxes and ordered steps.",
+            create,
+        )
+        .get("/rest/v2/campaigns", "List campaigns.", list)
+        .get("/rest/v2/campaigns/{id}", "One campaign.", get_one)
+        .patch(
+            "/rest/v2/campaigns/{id}",
+            "Change name, status, mailboxes or steps.",
+            patch,
+        )
+        .delete(
+            "/rest/v2/campaigns/{id}",
+            "Delete a campaign, its enrollments, emails and links.",
+            delete,
+        )
+        .patch(
+            "/rest/v2/campaigns/{id}/prospects/{prospect_id}",
+            "Move an enrolled prospect to a step or set followup_after.",
+            patch_enrollment,
+        )
+}
+
+pub fn path_id(raw: &str, what: &str) -> ApiResult<i64> {
+    raw.parse()
+        .map_err(|_| ApiError::wrong_param(format!("{what} id must be an integer, not {raw:?}.")))
+}
+
+fn campaign_json(c: &Campaign, tz: &str) -> Value {
+    let steps: Vec<Value> = c
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| json!({"step": i + 1, "type": s.step_type, "track_links": s.track_links}))
+        .collect();
+    json!({
+        "id": c.id,
+        "name": c.name,
+        "status": c.status.as_str(),
+        "from_name": c.from_name,
+        "mailboxes": c.mailboxes,
+        "steps": steps,
+        "created": format_time(c.created_at, tz),
+    })
+}
+
+async fn campaign_list(
+    State(st): State<AppState>,
+    Auth(account): Auth,
+    params: Params,
+) -> ApiResult<Response> {
+    let status = params
+        .str("status")
+        .map(CampaignStatus::parse)
+        .transpose()?;
+    let ids = params.ids("id")?;
+    let items: Vec<Value> = st
+        .store
+        .list_campaigns(account.id)
+        .await?
+        .iter()
+        .filter(|c| status.is_none_or(|s| s == c.status) && (ids.is_empty() || ids.contains(&c.id)))
+        .map(|c| {
+            json!({
+                "id": c.id,
+                "name": c.name,
+                "status": c.status.as_str(),
+                "created": format_time(c.created_at, &account.timezone),
+                "from_name": c.from_name,
+                "from_email": c.mailboxes.first().cloned().unwrap_or_default(),
+                "from_emails": c.mailboxes,
+            })
+        })
+        .collect();
+    Ok(list_response(items.len() as i64, items))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepBody {
+    #[serde(rename = "type", default)]
+    step_type: Option<String>,
+    #[serde(default)]
+    track_links: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CampaignBody {
+    #[serde(default)]
+    id: Option<i64>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    from_name: Option<String>,
+    #[serde(default)]
+    mailboxes: Option<Vec<String>>,
+    #[serde(default)]
+    steps: Option<Vec<StepBody>>,
+}
+
+fn parse_steps(steps: Vec<StepBody>) -> ApiResult<Vec<Step>> {
+    if steps.len() > 100 {
+        return Err(ApiError::wrong_param("A campaign has at most 100 steps."));
+    }
+    steps
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let kind = s
+                .step_type
+                .as_deref()
+                .map(StepType::parse)
+                .transpose()
+                .map_err(|e| e.at(format!("steps[{i}]")))?;
+            Ok(Step {
+                step_type: kind.unwrap_or(StepType::Email).as_str().to_string(),
+                track_links: s.track_links,
+            })
+        })
+        .collect()
+}
+
+fn parse_mailboxes(m: Vec<String>) -> ApiResult<Vec<String>> {
+    m.iter()
+        .enumerate()
+        .map(|(i, s)| {
+            EmailAddress::parse(s)
+                .map(|e| e.as_str().to_string())
+                .map_err(|e| e.at(format!("mailboxes[{i}]")))
+        })
+        .collect()
+}
+
+fn parse_name(n: String) -> ApiResult<String> {
+    let n = n.trim().to_string();
+    if n.is_empty() {
+        return Err(ApiError::required("name"));
+    }
+    if n.len() > 500 {
+        return Err(ApiError::wrong_param("name is longer than 500 bytes."));
+    }
+    Ok(n)
+}
+
+async fn create(
+    State(st): State<AppState>,
+    Auth(account): Auth,
+    JsonBody(b): JsonBody<CampaignBody>,
+) -> ApiResult<Response> {
+    let new = NewCampaign {
+        id: b.id,
+        name: parse_name(b.name.ok_or_else(|| ApiError::required("name"))?)?,
+        status: b
+            .status
+            .as_deref()
+            .map(CampaignStatus::parse)
+            .transpose()?
+            .unwrap_or(CampaignStatus::Draft),
+        from_name: b.from_name.unwrap_or_default(),
+        mailboxes: parse_mailboxes(b.mailboxes.unwrap_or_default())?,
+        steps: parse_steps(b.steps.unwrap_or_default())?,
+    };
+    if new.id.is_some_and(|id| id < 1) {
+        return Err(ApiError::wrong_param("id must be a positive integer."));
+    }
+    let c = st.store.create_campaign(account.id, new).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(campaign_json(&c, &account.timezone)),
+    )
+        .into_response())
+}
+
+async fn list(State(st): State<AppState>, Auth(account): Auth) -> ApiResult<Response> {
+    let items: Vec<Value> = st
+        .store
+        .list_campaigns(account.id)
+        .await?
+        .iter()
+        .map(|c| campaign_json(c, &account.timezone))
+        .collect();
+    let total = items.len() as i64;
+    let mut res = Json(Value::Array(items)).into_response();
+    res.headers_mut().insert("x-total-count", total.into());
+    Ok(res)
+}
+
+async fn get_one(
+    State(st): State<AppState>,
+    Auth(account): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let c = st
+        .store
+        .campaign(account.id, path_id(&id, "campaign")?)
+        .await?;
+    Ok(Json(campaign_json(&c, &account.timezone)).into_response())
+}
+
+async fn patch(
+    State(st): State<AppState>,
+    Auth(account): Auth,
+    Path(id): Path<String>,
+    JsonBody(b): JsonBody<CampaignBody>,
+) -> ApiResult<Response> {
+    if b.id.is_some() {
+        return Err(ApiError::wrong_param("A campaign's id cannot change."));
+    }
+    let patch = CampaignPatch {
+        name: b.name.map(parse_name).transpose()?,
+        status: b.status.as_deref().map(CampaignStatus::parse).transpose()?,
+        from_name: b.from_name,
+        mailboxes: b.mailboxes.map(parse_mailboxes).transpose()?,
+        steps: b.steps.map(parse_steps).transpose()?,
+    };
+    let c = st
+        .store
+        .update_campaign(account.id, path_id(&id, "campaign")?, patch)
+        .await?;
+    Ok(Json(campaign_json(&c, &account.timezone)).into_response())
+}
+
+async fn delete(
+    State(st): State<AppState>,
+    Auth(account): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    st.store
+        .delete_campaign(account.id, path_id(&id, "campaign")?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrollmentBody {
+    #[serde(default)]
+    step: Option<i64>,
+    /// Absent: unchanged; null: cleared; a time: set.
+    #[serde(default, deserialize_with = "some")]
+    followup_after: Option<Option<String>>,
+}
+
+fn some<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+pub fn enrollment_json(e: &Enrollment, tz: &str) -> Value {
+    json!({
+        "campaign_id": e.campaign_id,
+        "prospect_id": e.prospect_id,
+        "step": e.step,
+        "step_type": e.step_type,
+        "campaign_email_sent": e.emails_sent,
+        "campaign_email": e.mailbox.clone().unwrap_or_default(),
+        "followup_after": e.followup_after.map(|t| format_time(t, tz)),
+        "stopped": e.stopped,
+    })
+}
+
+async fn patch_enrollment(
+    State(st): State<AppState>,
+    Auth(account): Auth,
+    Path((id, prospect_id)): Path<(String, String)>,
+    JsonBody(b): JsonBody<EnrollmentBody>,
+) -> ApiResult<Response> {
+    let followup_after = match b.followup_after {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(t)) => Some(Some(parse_time(&t).map_err(|_| {
+            ApiError::wrong_param(
+                "followup_after must be an ISO 8601 time such as 2025-03-22T00:00:00+0100.",
+            )
+        })?)),
+    };
+    let e = st
+        .store
+        .update_enrollment(
+            account.id,
+            path_id(&id, "campaign")?,
+            path_id(&prospect_id, "prospect")?,
+            EnrollmentPatch {
+                step: b.step,
+                followup_after,
+            },
+        )
+        .await?;
+    Ok(Json(enrollment_json(&e, &account.timezone)).into_response())
+}

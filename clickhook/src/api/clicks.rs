@@ -1,0 +1,66 @@
+//! Recorded clicks with their verdicts.
+
+use axum::extract::State;
+use axum::response::Response;
+use serde_json::json;
+
+use super::auth::Auth;
+use super::{list_response, Api, AppState, Params};
+use crate::error::{ApiError, ApiResult};
+use crate::event::format_time;
+use crate::store::ClickQuery;
+
+pub fn router() -> Api {
+    Api::new("clicks").get(
+        "/rest/v2/clicks",
+        "List clicks, newest first: campaign_id, prospect_id, verdict (human, bot, pending), since; paged.",
+        list,
+    )
+}
+
+async fn list(
+    State(st): State<AppState>,
+    Auth(account): Auth,
+    params: Params,
+) -> ApiResult<Response> {
+    let (offset, limit) = params.page(1000)?;
+    let verdict = match params.str("verdict") {
+        Some(v @ ("human" | "bot" | "pending")) => Some(v.to_string()),
+        Some(v) => {
+            return Err(ApiError::wrong_param(format!(
+                "verdict must be human, bot or pending, not {v:?}."
+            )))
+        }
+        None => None,
+    };
+    let q = ClickQuery {
+        campaign_id: params.int("campaign_id")?.or(params.int("campaign")?),
+        prospect_id: params.int("prospect_id")?.or(params.int("prospect")?),
+        verdict,
+        since: params.time("since")?,
+        offset,
+        limit,
+    };
+    let (total, clicks) = st.store.list_clicks(account.id, q).await?;
+    let tz = &account.timezone;
+    let items = clicks
+        .iter()
+        .map(|c| {
+            json!({
+                "id": c.id,
+                "time": format_time(c.at, tz),
+                "campaign_id": c.campaign_id,
+                "prospect_id": c.prospect_id,
+                "email_id": c.email_id,
+                "link_no": c.link_no,
+                "url": c.url,
+                "method": c.method,
+                "ip": c.ip,
+                "user_agent": c.user_agent,
+                "verdict": c.verdict.clone().unwrap_or_else(|| "pending".into()),
+                "reasons": c.reasons,
+            })
+        })
+        .collect();
+    Ok(list_response(total, items))
+}

@@ -1,0 +1,416 @@
+//! The HTTP API: one module per resource, each exposing `router()`.
+//!
+//! Routes are declared through [`Api`], which records every operation as it adds it to the
+//! axum router, so `/openapi.json` is generated from the very table that routes requests.
+//! Bodies are read by [`JsonBody`] (no Content-Type needed, size-limited, errors in the
+//! v1 envelope); the caller's account comes from the [`auth::Auth`] extractor.
+
+pub mod account;
+pub mod auth;
+pub mod campaigns;
+pub mod clicks;
+pub mod emails;
+pub mod prospects;
+pub mod webhooks;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::handler::Handler;
+use axum::http::{header, request::Parts, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{on, MethodFilter};
+use axum::Router;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+
+use crate::click::token::LinkKeys;
+use crate::click::LinkCache;
+use crate::config::Settings;
+use crate::error::{ApiError, ApiResult};
+use crate::store::DynStore;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: DynStore,
+    pub settings: Arc<Settings>,
+    pub link_keys: Arc<LinkKeys>,
+    pub links: Arc<LinkCache>,
+    pub auth: Arc<auth::AuthCache>,
+}
+
+/// One documented operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Op {
+    pub method: Method,
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub tag: &'static str,
+    /// False for the tracked-link, health and metrics endpoints.
+    pub authenticated: bool,
+}
+
+/// An axum router that remembers what it routes.
+pub struct Api {
+    router: Router<AppState>,
+    ops: Vec<Op>,
+    tag: &'static str,
+}
+
+impl Api {
+    pub fn new(tag: &'static str) -> Self {
+        Api {
+            router: Router::new(),
+            ops: Vec::new(),
+            tag,
+        }
+    }
+
+    fn add<H, T>(
+        mut self,
+        method: Method,
+        path: &'static str,
+        summary: &'static str,
+        auth: bool,
+        h: H,
+    ) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).expect("a routable method");
+        self.router = self.router.route(path, on(filter, h));
+        self.ops.push(Op {
+            method,
+            path,
+            summary,
+            tag: self.tag,
+            authenticated: auth,
+        });
+        self
+    }
+
+    pub fn get<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        summary: &'static str,
+        h: H,
+    ) -> Self {
+        self.add(Method::GET, path, summary, true, h)
+    }
+    pub fn post<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        summary: &'static str,
+        h: H,
+    ) -> Self {
+        self.add(Method::POST, path, summary, true, h)
+    }
+    pub fn patch<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        summary: &'static str,
+        h: H,
+    ) -> Self {
+        self.add(Method::PATCH, path, summary, true, h)
+    }
+    pub fn delete<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        summary: &'static str,
+        h: H,
+    ) -> Self {
+        self.add(Method::DELETE, path, summary, true, h)
+    }
+    pub fn public<H: Handler<T, AppState>, T: 'static>(
+        self,
+        method: Method,
+        path: &'static str,
+        summary: &'static str,
+        h: H,
+    ) -> Self {
+        self.add(method, path, summary, false, h)
+    }
+
+    pub fn merge(mut self, other: Api) -> Self {
+        self.router = self.router.merge(other.router);
+        self.ops.extend(other.ops);
+        self
+    }
+
+    pub fn ops(&self) -> &[Op] {
+        &self.ops
+    }
+}
+
+/// Every route of the service, documented.
+pub fn api() -> Api {
+    Api::new("operations")
+        .public(
+            Method::GET,
+            "/c/{token}",
+            "Follow a tracked link: records the click, then redirects (302).",
+            crate::click::follow,
+        )
+        .public(
+            Method::HEAD,
+            "/c/{token}",
+            "HEAD of a tracked link; recorded, and judged a bot's.",
+            crate::click::follow,
+        )
+        .public(
+            Method::GET,
+            "/healthz",
+            "Liveness and store reachability.",
+            healthz,
+        )
+        .public(Method::GET, "/metrics", "Prometheus metrics.", metrics)
+        .public(Method::GET, "/openapi.json", "This document.", openapi_json)
+        .merge(prospects::router())
+        .merge(campaigns::router())
+        .merge(emails::router())
+        .merge(account::router())
+        .merge(webhooks::router())
+        .merge(clicks::router())
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = api();
+    api.router.fallback(fallback).with_state(state)
+}
+
+async fn fallback(method: Method) -> ApiError {
+    let _ = method;
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "E_URL_NOT_FOUND",
+        "No such endpoint.",
+    )
+}
+
+async fn healthz(State(st): State<AppState>) -> Response {
+    match st.store.outbox_depth().await {
+        Ok(_) => (
+            StatusCode::OK,
+            axum::Json(json!({"status": "ok", "store": st.store.backend()})),
+        )
+            .into_response(),
+        Err(_) => ApiError::unavailable().into_response(),
+    }
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    let depth = st.store.outbox_depth().await.unwrap_or_default();
+    let body = crate::metrics::METRICS.render(&[
+        (
+            "clickhook_outbox_pending_clicks",
+            "Clicks waiting for their verdict and event.",
+            depth.clicks_pending,
+        ),
+        (
+            "clickhook_events_total",
+            "link_clicked events written to the outbox.",
+            depth.events_total,
+        ),
+    ]);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+async fn openapi_json() -> Response {
+    axum::Json(openapi_document(api().ops())).into_response()
+}
+
+/// OpenAPI 3.1 from the route table: every routed operation, and nothing else.
+pub fn openapi_document(ops: &[Op]) -> Value {
+    let mut paths = serde_json::Map::new();
+    for op in ops {
+        let params: Vec<Value> = op
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        let mut operation = json!({
+            "summary": op.summary,
+            "tags": [op.tag],
+            "operationId": format!("{}{}", op.method.as_str().to_lowercase(), op.path.replace(['/', '{', '}'], "_")),
+            "parameters": params,
+            "responses": {
+                "default": {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            }
+        });
+        if !op.authenticated {
+            operation["security"] = json!([]);
+        }
+        let entry = paths
+            .entry(op.path.to_string())
+            .or_insert_with(|| json!({}));
+        entry[op.method.as_str().to_lowercase()] = operation;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "clickhook", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Link tracking with Woodpecker-compatible link_clicked webhooks."},
+        "paths": paths,
+        "security": [{"apiKey": []}, {"basic": []}],
+        "components": {
+            "securitySchemes": {
+                "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+                "basic": {"type": "http", "scheme": "basic", "description": "The API key as user name."}
+            },
+            "schemas": {
+                "Error": {"type": "object", "properties": {"status": {"type": "object", "properties": {
+                    "status": {"type": "string", "enum": ["ERROR"]},
+                    "code": {"type": "string"},
+                    "msg": {"type": "string"}}}}}
+            }
+        }
+    })
+}
+
+/// A JSON body, with or without a Content-Type header (some Woodpecker clients omit it).
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, st: &AppState) -> Result<Self, ApiError> {
+        let bytes = read_body(req, st).await?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+pub async fn read_body(req: Request, st: &AppState) -> ApiResult<bytes::Bytes> {
+    let limit = st.settings.max_body_bytes;
+    axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|_| ApiError::too_large(limit))
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::wrong_param(
+            "The request body is empty; expected JSON.",
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return ApiError::wrong_param(format!("Malformed JSON: {inner}."));
+        }
+        let msg = inner.to_string();
+        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+        let err = if msg.starts_with("missing field") {
+            ApiError::new(StatusCode::BAD_REQUEST, "E_REQUIRED_ELEMENT", msg)
+        } else {
+            ApiError::wrong_param(msg)
+        };
+        if path == "." {
+            err
+        } else {
+            err.at(path)
+        }
+    })
+}
+
+/// Query parameters as strings; handlers parse what they read, with envelope errors.
+pub struct Params(pub HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let q = parts.uri.query().unwrap_or_default();
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(q)
+            .map_err(|e| ApiError::wrong_param(format!("Malformed query string: {e}.")))?;
+        Ok(Params(pairs.into_iter().collect()))
+    }
+}
+
+impl Params {
+    pub fn int(&self, name: &str) -> ApiResult<Option<i64>> {
+        self.0
+            .get(name)
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                v.trim().parse().map_err(|_| {
+                    ApiError::wrong_param(format!("{name} must be an integer, not {v:?}."))
+                })
+            })
+            .transpose()
+    }
+    pub fn ids(&self, name: &str) -> ApiResult<Vec<i64>> {
+        let Some(v) = self.0.get(name) else {
+            return Ok(Vec::new());
+        };
+        v.split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| {
+                s.trim().parse().map_err(|_| {
+                    ApiError::wrong_param(format!("{name} must be a list of integers, not {v:?}."))
+                })
+            })
+            .collect()
+    }
+    pub fn str(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+    }
+    /// Pagination: `page` from 1, `per_page` up to `max` (default 100). Returns (offset, limit).
+    pub fn page(&self, max: i64) -> ApiResult<(i64, i64)> {
+        let page = self.int("page")?.unwrap_or(1);
+        let per_page = self.int("per_page")?.unwrap_or(100);
+        if page < 1 {
+            return Err(ApiError::wrong_param("page starts at 1."));
+        }
+        if !(1..=max).contains(&per_page) {
+            return Err(ApiError::wrong_param(format!(
+                "per_page must be between 1 and {max}."
+            )));
+        }
+        Ok(((page - 1).saturating_mul(per_page), per_page))
+    }
+    /// `since` as an ISO 8601 time or Unix milliseconds.
+    pub fn time(&self, name: &str) -> ApiResult<Option<i64>> {
+        let Some(v) = self.str(name) else {
+            return Ok(None);
+        };
+        parse_time(v).map(Some).map_err(|_| {
+            ApiError::wrong_param(format!(
+                "{name} must be an ISO 8601 time (2025-03-21T20:47:47+0100) or Unix milliseconds."
+            ))
+        })
+    }
+}
+
+pub fn parse_time(v: &str) -> Result<i64, ()> {
+    if let Ok(ms) = v.parse::<i64>() {
+        return Ok(ms);
+    }
+    chrono::DateTime::parse_from_rfc3339(v)
+        .or_else(|_| chrono::DateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%S%z"))
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| ())
+}
+
+/// A Woodpecker-style list: 200 with `X-Total-Count`, or 204 when there is nothing.
+pub fn list_response(total: i64, items: Vec<Value>) -> Response {
+    let mut res = if items.is_empty() {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        axum::Json(Value::Array(items)).into_response()
+    };
+    res.headers_mut()
+        .insert("x-total-count", HeaderValue::from(total));
+    res
+}
+
+/// Success in the same envelope as errors, for endpoints that have nothing else to say.
+pub fn ok_status(msg: impl Into<String>) -> Response {
+    axum::Json(json!({"status": {"status": "OK", "msg": msg.into()}})).into_response()
+}

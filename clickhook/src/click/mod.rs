@@ -1,0 +1,250 @@
+//! The click path: `GET /c/{token}` → verify → look up → commit → 302.
+//!
+//! This is the code the product is judged on, so it does only what must happen before the
+//! answer: check the token's MAC, find the destination (memory first), and wait for the
+//! click's group commit. Judging the click and building its event happen later, in
+//! [`settle`], off the request.
+
+pub mod classify;
+pub mod rewrite;
+pub mod settle;
+pub mod token;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::Response;
+
+use crate::api::AppState;
+use crate::metrics::METRICS;
+use crate::store::{now_millis, LinkTarget, NewClick};
+use token::TokenError;
+
+/// Tracked links by (email, link number). Links never change, so entries never go stale;
+/// two generations bound memory and keep the links in use.
+pub struct LinkCache {
+    generations: Mutex<(
+        HashMap<(i64, i64), Arc<LinkTarget>>,
+        HashMap<(i64, i64), Arc<LinkTarget>>,
+    )>,
+    capacity: usize,
+}
+
+impl LinkCache {
+    pub fn new(capacity: usize) -> Self {
+        LinkCache {
+            generations: Mutex::new((HashMap::new(), HashMap::new())),
+            capacity: capacity.max(16),
+        }
+    }
+
+    fn get(&self, key: (i64, i64)) -> Option<Arc<LinkTarget>> {
+        let mut g = self.generations.lock().unwrap();
+        if let Some(v) = g.0.get(&key) {
+            return Some(v.clone());
+        }
+        let v = g.1.remove(&key)?;
+        self.insert_locked(&mut g, key, v.clone());
+        Some(v)
+    }
+
+    fn insert(&self, key: (i64, i64), v: Arc<LinkTarget>) {
+        let mut g = self.generations.lock().unwrap();
+        self.insert_locked(&mut g, key, v);
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn insert_locked(
+        &self,
+        g: &mut (
+            HashMap<(i64, i64), Arc<LinkTarget>>,
+            HashMap<(i64, i64), Arc<LinkTarget>>,
+        ),
+        key: (i64, i64),
+        v: Arc<LinkTarget>,
+    ) {
+        if g.0.len() >= self.capacity {
+            g.1 = std::mem::take(&mut g.0);
+        }
+        g.0.insert(key, v);
+    }
+}
+
+const NOT_FOUND_PAGE: &str = "<!doctype html><meta charset=utf-8><title>Link not found</title>\
+    <p>This link is not valid. If you copied it, check that it is complete.</p>\n";
+
+fn not_found() -> Response {
+    METRICS
+        .invalid_tokens
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    html(StatusCode::NOT_FOUND, NOT_FOUND_PAGE)
+}
+
+fn html(status: StatusCode, body: &'static str) -> Response {
+    let mut res = Response::new(Body::from(body));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// Zeroes the host part of an address: the last IPv4 octet, the last 80 bits of IPv6.
+pub fn anonymize(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            IpAddr::from([a, b, c, 0])
+        }
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & (u128::MAX << 80))),
+    }
+}
+
+/// The client's address: the peer, or behind a trusted proxy the last hop it appended.
+fn client_ip(st: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    if st.settings.trust_proxy {
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+            .last();
+        if let Some(ip) = forwarded {
+            return ip;
+        }
+    }
+    peer.ip()
+}
+
+async fn resolve(st: &AppState, token: &str) -> Option<Arc<LinkTarget>> {
+    let link = match st.link_keys.verify(token) {
+        Ok(l) => l,
+        // A key created on another node since we last looked: re-read keys, at most once a second.
+        Err(TokenError::UnknownKey(_))
+            if st.link_keys.refresh_if_stale(Duration::from_secs(1)).await =>
+        {
+            st.link_keys.verify(token).ok()?
+        }
+        Err(_) => return None,
+    };
+    let key = (link.email_id, link.link_no);
+    if let Some(t) = st.links.get(key) {
+        return Some(t);
+    }
+    let target = Arc::new(
+        st.store
+            .link_target(link.email_id, link.link_no)
+            .await
+            .ok()??,
+    );
+    st.links.insert(key, target.clone());
+    Some(target)
+}
+
+/// `GET|HEAD /c/{token}`.
+pub async fn follow(
+    State(st): State<AppState>,
+    method: Method,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let started = Instant::now();
+    // The raw path, not a decoded one: a percent-encoded token is not the token.
+    let token = uri.path().strip_prefix("/c/").unwrap_or_default();
+    let Some(target) = resolve(&st, token).await else {
+        return not_found();
+    };
+    let ip = client_ip(&st, peer, &headers);
+    let ip = if st.settings.full_ip {
+        ip.to_canonical()
+    } else {
+        anonymize(ip)
+    };
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .chars()
+                .take(512)
+                .collect()
+        })
+        .unwrap_or_default();
+    let click = NewClick {
+        email_id: target.email_id,
+        link_no: target.link_no,
+        at: now_millis(),
+        head: method == Method::HEAD,
+        ip: Some(ip.to_string()),
+        user_agent,
+    };
+    if let Err(e) = st.store.record_click(click).await {
+        // Never redirect a click that was not stored.
+        tracing::warn!("click not stored: {e}");
+        METRICS
+            .click_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut res = html(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "<!doctype html><p>Please try again in a moment.</p>\n",
+        );
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return res;
+    }
+    METRICS
+        .clicks_recorded
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let res = if target.honeypot {
+        html(StatusCode::OK, "<!doctype html><title></title>\n")
+    } else {
+        let location = HeaderValue::from_str(&target.url).ok().or_else(|| {
+            url::Url::parse(&target.url)
+                .ok()
+                .and_then(|u| HeaderValue::from_str(u.as_str()).ok())
+        });
+        let Some(location) = location else {
+            return not_found();
+        };
+        let mut res = Response::new(Body::empty());
+        *res.status_mut() = StatusCode::FOUND;
+        res.headers_mut().insert(header::LOCATION, location);
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res
+    };
+    METRICS
+        .redirect_seconds
+        .observe(started.elapsed().as_secs_f64());
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anonymizes() {
+        assert_eq!(
+            anonymize("203.0.113.77".parse().unwrap()).to_string(),
+            "203.0.113.0"
+        );
+        assert_eq!(
+            anonymize("::ffff:203.0.113.77".parse().unwrap()).to_string(),
+            "203.0.113.0"
+        );
+        assert_eq!(
+            anonymize("2001:db8:aaaa:bbbb:cccc::1".parse().unwrap()).to_string(),
+            "2001:db8:aaaa::"
+        );
+    }
+}

@@ -1,0 +1,278 @@
+//! Turns the links of an email into tracked links.
+//!
+//! HTML goes through lol_html, a streaming rewriter: only `href` of `<a>`/`<area>` changes,
+//! every other byte stays as it was. Plain text is scanned for bare URLs by hand, keeping
+//! trailing punctuation outside the link. Both run in two passes: `collect_*` finds the
+//! links (the store numbers them), `rewrite_*` puts the tracked URLs in, in the same order.
+
+use std::cell::RefCell;
+
+use lol_html::{element, rewrite_str, RewriteStrSettings};
+
+/// A link worth tracking: http(s) and not marked `data-clickhook="ignore"`.
+fn trackable(href: &str) -> bool {
+    let h = href.trim();
+    let lower = h.get(..8).unwrap_or(h).to_ascii_lowercase();
+    (lower.starts_with("http://") || lower.starts_with("https://")) && h.len() > "http://".len()
+}
+
+/// Decodes the character references an `href` value may hold (`&amp;` above all).
+pub fn decode_entities(s: &str) -> String {
+    if !s.contains('&') {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let end = rest.find(';').filter(|e| *e <= 10);
+        let decoded = end.and_then(|e| {
+            let name = &rest[1..e];
+            let c = match name {
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                _ if name.starts_with("#x") || name.starts_with("#X") => {
+                    u32::from_str_radix(&name[2..], 16)
+                        .ok()
+                        .and_then(char::from_u32)
+                }
+                _ if name.starts_with('#') => name[1..].parse().ok().and_then(char::from_u32),
+                _ => None,
+            };
+            c.map(|c| (c, e + 1))
+        });
+        match decoded {
+            Some((c, len)) => {
+                out.push(c);
+                rest = &rest[len..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+const SELECTOR: &str = "a[href], area[href]";
+
+/// Lenient parsing (email HTML is often malformed) and no ESI handling: bytes pass through.
+fn settings<'h>() -> RewriteStrSettings<'h, 'static> {
+    RewriteStrSettings::new()
+        .with_strict(false)
+        .with_enable_esi_tags(false)
+}
+
+fn eligible(el: &lol_html::html_content::Element) -> Option<String> {
+    if el
+        .get_attribute("data-clickhook")
+        .is_some_and(|v| v.eq_ignore_ascii_case("ignore"))
+    {
+        return None;
+    }
+    let href = decode_entities(&el.get_attribute("href")?);
+    trackable(&href).then(|| href.trim().to_string())
+}
+
+/// The trackable links of an HTML body, in document order.
+pub fn collect_html(html: &str) -> Result<Vec<String>, String> {
+    let found = RefCell::new(Vec::new());
+    rewrite_str(
+        html,
+        settings().append_element_content_handler(element!(SELECTOR, |el| {
+            if let Some(url) = eligible(el) {
+                found.borrow_mut().push(url);
+            }
+            Ok(())
+        })),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(found.into_inner())
+}
+
+/// Replaces the links `collect_html` found, in order, with `tracked`; appends `extra`
+/// (the honeypot) at the end of `<body>`, or of the document when it has none.
+pub fn rewrite_html(html: &str, tracked: &[String], extra: Option<&str>) -> Result<String, String> {
+    let next = RefCell::new(tracked.iter());
+    let saw_body = RefCell::new(false);
+    let mut s = settings().append_element_content_handler(element!(SELECTOR, |el| {
+        if eligible(el).is_some() {
+            if let Some(url) = next.borrow_mut().next() {
+                el.set_attribute("href", url)?;
+            }
+        }
+        Ok(())
+    }));
+    if let Some(extra) = extra {
+        s = s.append_element_content_handler(element!("body", |el| {
+            *saw_body.borrow_mut() = true;
+            el.append(extra, lol_html::html_content::ContentType::Html);
+            Ok(())
+        }));
+    }
+    let mut out = rewrite_str(html, s).map_err(|e| e.to_string())?;
+    if let Some(extra) = extra {
+        if !*saw_body.borrow() {
+            out.push_str(extra);
+        }
+    }
+    Ok(out)
+}
+
+/// Byte ranges of bare http(s) URLs in plain text, trailing punctuation excluded.
+fn text_urls(text: &str) -> Vec<(usize, usize)> {
+    let bytes = text.as_bytes();
+    let lower = text.to_ascii_lowercase();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let rest = &lower[i..];
+        let scheme = if rest.starts_with("https://") {
+            8
+        } else if rest.starts_with("http://") {
+            7
+        } else {
+            i += 1;
+            continue;
+        };
+        if i > 0 && (bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'/') {
+            i += scheme;
+            continue;
+        }
+        let mut end = i + scheme;
+        while end < bytes.len() {
+            let c = bytes[end];
+            if c.is_ascii_whitespace() || matches!(c, b'<' | b'>' | b'"' | b'`') || c < 0x20 {
+                break;
+            }
+            end += 1;
+        }
+        // Trailing punctuation belongs to the sentence; a ')' only when unbalanced.
+        while end > i + scheme {
+            let c = bytes[end - 1];
+            let strip = match c {
+                b'.' | b',' | b';' | b':' | b'!' | b'?' | b'\'' | b']' | b'}' => true,
+                b')' => {
+                    let s = &text[i..end];
+                    s.matches(')').count() > s.matches('(').count()
+                }
+                _ => false,
+            };
+            if !strip {
+                break;
+            }
+            end -= 1;
+        }
+        // Multi-byte characters may end a URL: keep the range on a char boundary.
+        while !text.is_char_boundary(end) {
+            end += 1;
+        }
+        if end > i + scheme {
+            out.push((i, end));
+        }
+        i = end.max(i + 1);
+    }
+    out
+}
+
+pub fn collect_text(text: &str) -> Vec<String> {
+    text_urls(text)
+        .into_iter()
+        .map(|(a, b)| text[a..b].to_string())
+        .collect()
+}
+
+pub fn rewrite_text(text: &str, tracked: &[String]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for ((a, b), url) in text_urls(text).into_iter().zip(tracked) {
+        out.push_str(&text[last..a]);
+        out.push_str(url);
+        last = b;
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
+/// An anchor no person sees or reaches by keyboard, for the honeypot signal.
+pub fn honeypot_anchor(url: &str) -> String {
+    format!(
+        "<a href=\"{url}\" style=\"display:none!important;mso-hide:all\" tabindex=\"-1\" aria-hidden=\"true\">&#8203;</a>"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_keeps_every_other_byte() {
+        let html = "<!doctype html><p class=x>Hi <a href=\"https://a.example/x?y=1&amp;z=2\" title=t>one</a> \
+                    <a href='mailto:a@b.c'>m</a><a href=\"#top\">f</a><a href=\"tel:1\">t</a>\
+                    <a data-clickhook=\"ignore\" href=\"https://skip.example\">s</a>\
+                    <map><area href=\"http://b.example\"></map><A HREF=\"HTTPS://C.example\">c</A></p>";
+        let links = collect_html(html).unwrap();
+        assert_eq!(
+            links,
+            [
+                "https://a.example/x?y=1&z=2",
+                "http://b.example",
+                "HTTPS://C.example"
+            ]
+        );
+        let tracked: Vec<String> = (1..=3)
+            .map(|i| format!("https://t.example/c/{i}"))
+            .collect();
+        let out = rewrite_html(html, &tracked, None).unwrap();
+        let expected = html
+            .replace("https://a.example/x?y=1&amp;z=2", "https://t.example/c/1")
+            .replace("http://b.example", "https://t.example/c/2")
+            .replace("HTTPS://C.example", "https://t.example/c/3");
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn honeypot_goes_into_body() {
+        let out = rewrite_html(
+            "<html><body><p>x</p></body></html>",
+            &[],
+            Some("<a href=\"h\"></a>"),
+        )
+        .unwrap();
+        assert_eq!(out, "<html><body><p>x</p><a href=\"h\"></a></body></html>");
+        assert_eq!(
+            rewrite_html("<p>x</p>", &[], Some("<i></i>")).unwrap(),
+            "<p>x</p><i></i>"
+        );
+    }
+
+    #[test]
+    fn text_urls_leave_punctuation_outside() {
+        let t = "See https://a.example/x. Or (http://b.example/y), and https://en.wikipedia.org/wiki/Foo_(bar)! mailto:x";
+        assert_eq!(
+            collect_text(t),
+            [
+                "https://a.example/x",
+                "http://b.example/y",
+                "https://en.wikipedia.org/wiki/Foo_(bar)"
+            ]
+        );
+        let out = rewrite_text(t, &["T1".into(), "T2".into(), "T3".into()]);
+        assert_eq!(out, "See T1. Or (T2), and T3! mailto:x");
+        assert!(collect_text("xhttps://no.example and https:// alone").is_empty());
+    }
+
+    #[test]
+    fn entities() {
+        assert_eq!(
+            decode_entities("a&amp;b&#38;c&#x26;d&bogus;e"),
+            "a&b&c&d&bogus;e"
+        );
+    }
+}

@@ -1,0 +1,193 @@
+//! CSV import of prospects, shared by `clickhook import` and `POST /rest/v2/prospects/import`.
+//!
+//! Streams: rows are read and validated a chunk at a time and written a chunk per
+//! transaction, so a million-row file never sits in memory. Each rejected row is reported
+//! with its line number and why; the others are imported (matched by email: update, else
+//! create) with `imported` set to the file's name.
+
+use std::collections::HashSet;
+use std::io::Read;
+
+use serde::Serialize;
+
+use crate::domain::{EmailAddress, ProspectFields, ProspectInput};
+use crate::error::ApiError;
+use crate::store::{DynStore, StoreError, UpsertProspects, Upserted};
+
+const CHUNK: usize = 2000;
+/// Rejected rows listed one by one; past this only the count grows.
+const MAX_LISTED: usize = 1000;
+
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct ImportReport {
+    pub created: u64,
+    pub updated: u64,
+    pub rejected: u64,
+    pub errors: Vec<RowError>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RowError {
+    pub line: u64,
+    pub error: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The file as a whole is unusable (headers); nothing was imported.
+    #[error("{0}")]
+    File(ApiError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ImportError> for ApiError {
+    fn from(e: ImportError) -> Self {
+        match e {
+            ImportError::File(e) => e,
+            ImportError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// Validates the header row: `email` present, every name a prospect field, none twice.
+fn columns(headers: &csv::ByteRecord) -> Result<Vec<String>, ApiError> {
+    let mut seen = HashSet::new();
+    let mut cols = Vec::new();
+    for raw in headers.iter() {
+        let name = std::str::from_utf8(raw)
+            .map_err(|_| ApiError::wrong_param("The CSV header row is not valid UTF-8."))?
+            .trim()
+            .trim_start_matches('\u{feff}')
+            .to_ascii_lowercase();
+        let known = name == "email" || ProspectFields::is_field(&name);
+        if !known {
+            return Err(ApiError::wrong_param(format!(
+                "Unknown CSV column {name:?}; columns are prospect fields such as email, first_name, snippet1."
+            )));
+        }
+        if !seen.insert(name.clone()) {
+            return Err(ApiError::wrong_param(format!(
+                "The CSV column {name:?} appears twice."
+            )));
+        }
+        cols.push(name);
+    }
+    if !seen.contains("email") {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "E_REQUIRED_ELEMENT",
+            "The CSV has no email column.",
+        ));
+    }
+    Ok(cols)
+}
+
+fn parse_row(cols: &[String], row: &csv::ByteRecord) -> Result<ProspectInput, String> {
+    let mut email = None;
+    let mut fields = ProspectFields::default();
+    for (name, raw) in cols.iter().zip(row.iter()) {
+        let value = std::str::from_utf8(raw).map_err(|_| format!("{name} is not valid UTF-8"))?;
+        if name == "email" {
+            email = Some(EmailAddress::parse(value).map_err(|e| e.msg)?);
+        } else if !value.trim().is_empty() {
+            fields.set(name, value).map_err(|e| e.msg)?;
+        }
+    }
+    Ok(ProspectInput {
+        email: email.ok_or("no email")?,
+        fields,
+    })
+}
+
+/// Imports a CSV stream. `progress` is called after each chunk with rows read so far.
+pub async fn import_csv(
+    store: &DynStore,
+    account_id: i64,
+    campaign_id: Option<i64>,
+    file_name: &str,
+    input: impl Read,
+    mut progress: impl FnMut(u64),
+) -> Result<ImportReport, ImportError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(input);
+    let headers = reader
+        .byte_headers()
+        .map_err(|e| {
+            ImportError::File(ApiError::wrong_param(format!(
+                "Unreadable CSV header: {e}."
+            )))
+        })?
+        .clone();
+    let cols = columns(&headers).map_err(ImportError::File)?;
+    if let Some(c) = campaign_id {
+        store.campaign(account_id, c).await?;
+    }
+    let mut report = ImportReport::default();
+    let mut rows = 0u64;
+    let mut record = csv::ByteRecord::new();
+    let reject = |report: &mut ImportReport, line: u64, error: String| {
+        report.rejected += 1;
+        if report.errors.len() < MAX_LISTED {
+            report.errors.push(RowError { line, error });
+        }
+    };
+    loop {
+        let mut chunk = Vec::with_capacity(CHUNK);
+        let mut done = false;
+        while chunk.len() < CHUNK {
+            match reader.read_byte_record(&mut record) {
+                Ok(false) => {
+                    done = true;
+                    break;
+                }
+                Ok(true) => {
+                    rows += 1;
+                    let line = record.position().map(|p| p.line()).unwrap_or(rows + 1);
+                    match parse_row(&cols, &record) {
+                        Ok(p) => chunk.push(p),
+                        Err(why) => reject(&mut report, line, why),
+                    }
+                }
+                Err(e) => {
+                    rows += 1;
+                    let line = e.position().map(|p| p.line()).unwrap_or(rows + 1);
+                    let why = match e.kind() {
+                        csv::ErrorKind::UnequalLengths {
+                            expected_len, len, ..
+                        } => {
+                            format!("has {len} fields, the header has {expected_len}")
+                        }
+                        _ => e.to_string(),
+                    };
+                    if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                        return Err(ImportError::File(ApiError::wrong_param(format!(
+                            "Reading the CSV failed: {e}."
+                        ))));
+                    }
+                    reject(&mut report, line, why);
+                }
+            }
+        }
+        if !chunk.is_empty() {
+            let req = UpsertProspects {
+                prospects: chunk,
+                update: true,
+                imported: Some(file_name.to_string()),
+                campaign_id,
+            };
+            for outcome in store.upsert_prospects(account_id, req).await? {
+                match outcome {
+                    Upserted::Created(_) => report.created += 1,
+                    Upserted::Updated(_) | Upserted::Unchanged(_) => report.updated += 1,
+                }
+            }
+        }
+        progress(rows);
+        if done {
+            return Ok(report);
+        }
+    }
+}

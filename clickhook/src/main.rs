@@ -1,0 +1,328 @@
+//! The `clickhook` command: `serve`, `migrate`, `account`, `import`, `keys`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use clickhook::click::classify::ScannerLists;
+use clickhook::config::{parse_duration, parse_schedule, Settings};
+use clickhook::domain::parse_timezone;
+use clickhook::store::{self, NewAccount};
+use clickhook::{api::auth, click::token, startup::Application};
+
+#[derive(Parser)]
+#[command(
+    name = "clickhook",
+    version,
+    about = "Tracked links and Woodpecker-compatible link_clicked webhooks"
+)]
+struct Cli {
+    /// SQLite file, or a postgres:// URL.
+    #[arg(
+        long,
+        global = true,
+        env = "CLICKHOOK_DB",
+        default_value = "clickhook.db"
+    )]
+    db: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service (API, tracked links, background workers).
+    Serve(ServeArgs),
+    /// Apply pending schema migrations and exit.
+    Migrate,
+    /// Manage accounts and their API keys.
+    #[command(subcommand)]
+    Account(AccountCmd),
+    /// Import prospects from a CSV file whose header row names prospect fields.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        account: i64,
+        #[arg(long)]
+        campaign: Option<i64>,
+    },
+    /// Manage the keys that sign tracked links.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[arg(long, env = "CLICKHOOK_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Base URL of tracked links, as recipients reach this service.
+    #[arg(
+        long,
+        env = "CLICKHOOK_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    public_url: String,
+    /// Largest request body accepted; larger ones get 413.
+    #[arg(long, env = "CLICKHOOK_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Take the client address from X-Forwarded-For (only behind your own proxy).
+    #[arg(long, env = "CLICKHOOK_TRUST_PROXY")]
+    trust_proxy: bool,
+    /// Keep full client IP addresses instead of anonymised ones.
+    #[arg(long, env = "CLICKHOOK_FULL_IP")]
+    full_ip: bool,
+    /// Allow webhook targets on loopback and private networks.
+    #[arg(long, env = "CLICKHOOK_ALLOW_PRIVATE_TARGETS")]
+    allow_private_targets: bool,
+    /// Events within this window go to a target in one POST.
+    #[arg(long, env = "CLICKHOOK_BATCH_WINDOW", default_value = "1s", value_parser = parse_duration)]
+    batch_window: Duration,
+    /// Delays between delivery attempts, comma-separated.
+    #[arg(long, env = "CLICKHOOK_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h", value_parser = parse_schedule)]
+    retry_schedule: Vec<Duration>,
+    /// A scanner list to use instead of the built-in one (format: data/scanners.txt).
+    #[arg(long, env = "CLICKHOOK_SCANNER_LIST")]
+    scanner_list: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum AccountCmd {
+    /// Create an account and print its id and first API key.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        timezone: String,
+        /// Use this id (for example the firm_id an integration already knows).
+        #[arg(long)]
+        id: Option<i64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Issue another API key for an account.
+    Key {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an API key by the prefix shown in listings.
+    Revoke { id: i64, prefix: String },
+    /// List accounts.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// List link-signing keys (the newest signs new links).
+    List,
+    /// Add a new signing key; older keys keep verifying.
+    Rotate,
+    /// Remove a key: links it signed stop working.
+    Remove { id: i64 },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match rt.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("clickhook: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(a) => {
+            let mut s = Settings::new(cli.db);
+            s.listen = a.listen;
+            s.public_url = a.public_url.trim_end_matches('/').to_string();
+            url::Url::parse(&s.public_url)
+                .map_err(|e| anyhow::anyhow!("--public-url is not a URL: {e}"))?;
+            s.max_body_bytes = a.max_body_bytes;
+            s.trust_proxy = a.trust_proxy;
+            s.full_ip = a.full_ip;
+            s.allow_private_targets = a.allow_private_targets;
+            s.batch_window = a.batch_window;
+            s.retry_schedule = a.retry_schedule;
+            if let Some(path) = a.scanner_list {
+                let text = std::fs::read_to_string(&path)?;
+                s.scanners = std::sync::Arc::new(
+                    ScannerLists::parse(&text)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+                );
+            }
+            let app = Application::build(s).await?;
+            println!("clickhook listening on http://{}", app.local_addr());
+            app.run_until_stopped(clickhook::startup::shutdown_signal())
+                .await
+        }
+        Command::Migrate => {
+            let st = store::open(&cli.db).await?;
+            st.close().await;
+            println!("migrations applied to {}", cli.db);
+            Ok(())
+        }
+        Command::Account(cmd) => account(&cli.db, cmd).await,
+        Command::Import {
+            file,
+            account,
+            campaign,
+        } => import(&cli.db, file, account, campaign).await,
+        Command::Keys(cmd) => keys(&cli.db, cmd).await,
+    }
+}
+
+async fn account(db: &str, cmd: AccountCmd) -> anyhow::Result<()> {
+    let st = store::open(db).await?;
+    let result = async {
+        match cmd {
+            AccountCmd::Create {
+                name,
+                timezone,
+                id,
+                json,
+            } => {
+                let tz = parse_timezone(&timezone).map_err(|e| anyhow::anyhow!(e.msg))?;
+                if name.trim().is_empty() {
+                    anyhow::bail!("--name must not be empty");
+                }
+                let a = st
+                    .create_account(NewAccount {
+                        id,
+                        name: name.trim().into(),
+                        timezone: tz.name().into(),
+                    })
+                    .await?;
+                let key = auth::issue_key(&st, a.id).await?;
+                if json {
+                    println!("{}", serde_json::json!({"id": a.id, "api_key": key}));
+                } else {
+                    println!(
+                        "account {} created ({}, {})\napi key: {key}\n(shown once: store it now)",
+                        a.id, a.name, a.timezone
+                    );
+                }
+            }
+            AccountCmd::Key { id, json } => {
+                let key = auth::issue_key(&st, id).await?;
+                if json {
+                    println!("{}", serde_json::json!({"id": id, "api_key": key}));
+                } else {
+                    println!("api key: {key}\n(shown once: store it now)");
+                }
+            }
+            AccountCmd::Revoke { id, prefix } => {
+                st.revoke_api_key(id, &prefix).await?;
+                println!("revoked the key {prefix}… of account {id}");
+            }
+            AccountCmd::List { json } => {
+                for a in st.list_accounts().await? {
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::json!({"id": a.id, "name": a.name, "timezone": a.timezone})
+                        );
+                    } else {
+                        println!("{}\t{}\t{}", a.id, a.name, a.timezone);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    st.close().await;
+    result
+}
+
+async fn import(
+    db: &str,
+    file: PathBuf,
+    account: i64,
+    campaign: Option<i64>,
+) -> anyhow::Result<()> {
+    let st = store::open(db).await?;
+    st.account(account).await?;
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let input = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&file)?);
+    let tty = std::io::stderr().is_terminal();
+    let report = clickhook::import::import_csv(&st, account, campaign, &name, input, |rows| {
+        if tty {
+            eprint!("\r{rows} rows read");
+        }
+    })
+    .await;
+    if tty {
+        eprintln!();
+    }
+    st.close().await;
+    let report = report.map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "created {}, updated {}, rejected {}",
+        report.created, report.updated, report.rejected
+    );
+    for e in &report.errors {
+        println!("line {}: {}", e.line, e.error);
+    }
+    if report.rejected as usize > report.errors.len() {
+        println!(
+            "(and {} more rejected rows)",
+            report.rejected as usize - report.errors.len()
+        );
+    }
+    Ok(())
+}
+
+async fn keys(db: &str, cmd: KeysCmd) -> anyhow::Result<()> {
+    let st = store::open(db).await?;
+    let result = async {
+        match cmd {
+            KeysCmd::List => {
+                for k in st.link_keys().await? {
+                    println!(
+                        "{}\tcreated {}",
+                        k.id,
+                        clickhook::event::format_time(k.created_at, "UTC")
+                    );
+                }
+            }
+            KeysCmd::Rotate => {
+                let k = st.add_link_key(token::new_secret()).await?;
+                println!(
+                    "key {} now signs new links; running nodes pick it up within a minute",
+                    k.id
+                );
+            }
+            KeysCmd::Remove { id } => {
+                if st.link_keys().await?.len() <= 1 {
+                    anyhow::bail!("cannot remove the last key; rotate first");
+                }
+                st.remove_link_key(id).await?;
+                println!("key {id} removed: links it signed no longer resolve");
+            }
+        }
+        Ok(())
+    }
+    .await;
+    st.close().await;
+    result
+}

@@ -1,0 +1,114 @@
+//! Builds the application: store, keys, router, background workers, listener.
+//!
+//! `Application::build` binds the listener (port 0 works, for tests) before it returns,
+//! so callers know the address; `run_until_stopped` serves until the shutdown future
+//! resolves, then drains: no new connections, in-flight clicks finish and commit,
+//! workers stop, the store commits what is queued and closes.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api::{self, auth::AuthCache, AppState};
+use crate::click::token::LinkKeys;
+use crate::click::{settle, LinkCache};
+use crate::config::Settings;
+use crate::store::{self, DynStore};
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store = store::open(&settings.db).await?;
+        Self::build_with_store(settings, store).await
+    }
+
+    pub async fn build_with_store(settings: Settings, store: DynStore) -> anyhow::Result<Self> {
+        let link_keys = LinkKeys::load(store.clone()).await?;
+        let listener = TcpListener::bind(&settings.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+        let state = AppState {
+            store,
+            settings: Arc::new(settings),
+            link_keys,
+            links: Arc::new(LinkCache::new(200_000)),
+            auth: Arc::new(AuthCache::default()),
+        };
+        Ok(Application { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let st = self.state.clone();
+        let mut workers = vec![tokio::spawn(settle::run(
+            st.store.clone(),
+            st.settings.scanners.clone(),
+            stop_rx.clone(),
+        ))];
+        workers.push(tokio::spawn(refresh_keys(
+            st.link_keys.clone(),
+            stop_rx.clone(),
+        )));
+        let app = api::router(st.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        tracing::info!(addr = %self.local_addr(), store = st.store.backend(), "clickhook serving");
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        let _ = stop_tx.send(true);
+        for w in workers {
+            let _ = w.await;
+        }
+        st.store.close().await;
+        tracing::info!("clickhook stopped");
+        served.map_err(Into::into)
+    }
+}
+
+/// Keys rotated on another node reach this one within a minute even without traffic.
+async fn refresh_keys(keys: Arc<LinkKeys>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => { let _ = keys.refresh().await; }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: draining in-flight requests");
+}

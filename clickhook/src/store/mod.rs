@@ -1,0 +1,556 @@
+//! Storage: one narrow interface, [`Store`], and its implementations.
+//!
+//! Everything the service keeps goes through this trait; nothing above it writes SQL.
+//! Writes that must be durable before the caller answers (clicks above all) are
+//! committed in groups by the implementation: the call returns only after its commit.
+//!
+//! Time is Unix milliseconds (`Millis`) everywhere in storage.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{CampaignStatus, EmailAddress, ProspectInput, StepType};
+
+pub mod sqlite;
+
+pub type Millis = i64;
+
+pub fn now_millis() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// The database cannot be reached or is shutting down; the caller may retry.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store error: {0}")]
+    Other(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Per-account settings of the bot-click filter (`click_filter` in `/rest/v2/account`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClickFilter {
+    /// A click sooner than this after the email was sent is a scanner's.
+    pub min_seconds_after_send: u32,
+    /// Clicks on different links of one email within this many seconds are a scanner's.
+    pub burst_seconds: u32,
+    /// Add an invisible link to tracked HTML; whoever follows it is not a person.
+    pub honeypot: bool,
+    /// Send webhooks for bot clicks too (they are always recorded).
+    pub deliver_bot_clicks: bool,
+    /// Judge by the shipped lists of crawler user agents and scanner networks.
+    pub known_scanners: bool,
+}
+
+impl Default for ClickFilter {
+    fn default() -> Self {
+        ClickFilter {
+            min_seconds_after_send: 10,
+            burst_seconds: 3,
+            honeypot: false,
+            deliver_bot_clicks: false,
+            known_scanners: true,
+        }
+    }
+}
+
+impl ClickFilter {
+    /// Longest burst window accepted; the event of every click waits this long at most.
+    pub const MAX_BURST_SECONDS: u32 = 60;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: i64,
+    pub name: String,
+    pub timezone: String,
+    /// Snippet slot (1..=15) → label.
+    pub snippet_labels: BTreeMap<u8, String>,
+    pub click_filter: ClickFilter,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub id: Option<i64>,
+    pub name: String,
+    pub timezone: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AccountPatch {
+    pub name: Option<String>,
+    pub timezone: Option<String>,
+    pub snippet_labels: Option<BTreeMap<u8, String>>,
+    pub click_filter: Option<ClickFilter>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prospect {
+    pub id: i64,
+    pub account_id: i64,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub company: String,
+    pub website: String,
+    pub linkedin_url: String,
+    pub tags: String,
+    pub title: String,
+    pub phone: String,
+    pub address: String,
+    pub city: String,
+    pub country: String,
+    pub industry: String,
+    pub state: String,
+    pub snippets: [String; 15],
+    pub status: String,
+    pub interested: String,
+    pub imported: String,
+    /// Derived from the emails sent, never written directly.
+    pub last_contacted: Option<Millis>,
+    pub in_campaign: i64,
+    pub emails_sent: i64,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upserted {
+    Created(i64),
+    Updated(i64),
+    /// The email was known and `update` was off: nothing changed.
+    Unchanged(i64),
+}
+
+impl Upserted {
+    pub fn id(self) -> i64 {
+        match self {
+            Upserted::Created(id) | Upserted::Updated(id) | Upserted::Unchanged(id) => id,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UpsertProspects {
+    pub prospects: Vec<ProspectInput>,
+    pub update: bool,
+    /// Becomes the prospects' `imported` (Woodpecker's `file_name`).
+    pub imported: Option<String>,
+    /// Enroll every prospect in this campaign too.
+    pub campaign_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    Id,
+    Email,
+    FirstName,
+    LastName,
+    Company,
+    Status,
+    LastContacted,
+    Updated,
+}
+
+impl SortKey {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "id" => SortKey::Id,
+            "email" => SortKey::Email,
+            "first_name" => SortKey::FirstName,
+            "last_name" => SortKey::LastName,
+            "company" => SortKey::Company,
+            "status" => SortKey::Status,
+            "last_contacted" => SortKey::LastContacted,
+            "updated" => SortKey::Updated,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ProspectQuery {
+    pub ids: Vec<i64>,
+    pub status: Option<String>,
+    /// `Some("")` selects prospects without an interest level.
+    pub interested: Option<String>,
+    pub campaign_ids: Vec<i64>,
+    /// Case-insensitive substring matches on named fields (whitelisted by the API).
+    pub search: Vec<(String, String)>,
+    /// (key, descending)
+    pub sort: Vec<(SortKey, bool)>,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    #[serde(rename = "type")]
+    pub step_type: String,
+    pub track_links: bool,
+}
+
+impl Step {
+    pub fn kind(&self) -> StepType {
+        StepType::parse(&self.step_type).unwrap_or(StepType::Email)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Campaign {
+    pub id: i64,
+    pub account_id: i64,
+    pub name: String,
+    pub status: CampaignStatus,
+    pub from_name: String,
+    pub mailboxes: Vec<String>,
+    pub steps: Vec<Step>,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewCampaign {
+    pub id: Option<i64>,
+    pub name: String,
+    pub status: CampaignStatus,
+    pub from_name: String,
+    pub mailboxes: Vec<String>,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CampaignPatch {
+    pub name: Option<String>,
+    pub status: Option<CampaignStatus>,
+    pub from_name: Option<String>,
+    pub mailboxes: Option<Vec<String>>,
+    pub steps: Option<Vec<Step>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrollment {
+    pub campaign_id: i64,
+    pub prospect_id: i64,
+    pub step: Option<i64>,
+    pub step_type: Option<String>,
+    pub emails_sent: i64,
+    pub followup_after: Option<Millis>,
+    pub mailbox: Option<String>,
+    pub stopped: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EnrollmentPatch {
+    pub step: Option<i64>,
+    pub followup_after: Option<Option<Millis>>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ProspectRef {
+    Id(i64),
+    Email(EmailAddress),
+}
+
+#[derive(Debug, Clone)]
+pub struct NewEmail {
+    pub campaign_id: i64,
+    pub prospect: ProspectRef,
+    pub step: i64,
+    pub mailbox: Option<String>,
+    pub subject: String,
+    pub idempotency_key: Option<String>,
+    pub sent_at: Millis,
+    pub links: Vec<NewLink>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLink {
+    pub url: String,
+    pub honeypot: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentEmail {
+    pub id: i64,
+    pub prospect_id: i64,
+    pub email_no: i64,
+    pub sent_at: Millis,
+    /// Links in order; the index + 1 is the link's number in its token.
+    pub links: Vec<NewLink>,
+    /// True when the idempotency key matched an email already recorded.
+    pub replayed: bool,
+}
+
+/// What the click path needs to know about a tracked link. Links never change once written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkTarget {
+    pub account_id: i64,
+    pub email_id: i64,
+    pub link_no: i64,
+    pub url: String,
+    pub honeypot: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewClick {
+    pub email_id: i64,
+    pub link_no: i64,
+    pub at: Millis,
+    pub head: bool,
+    pub ip: Option<String>,
+    pub user_agent: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClickRecord {
+    pub id: i64,
+    pub at: Millis,
+    pub campaign_id: i64,
+    pub prospect_id: i64,
+    pub email_id: i64,
+    pub link_no: i64,
+    pub url: String,
+    pub method: &'static str,
+    pub ip: Option<String>,
+    pub user_agent: String,
+    /// `None` while the click waits for its burst window to close.
+    pub verdict: Option<String>,
+    pub reasons: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ClickQuery {
+    pub campaign_id: Option<i64>,
+    pub prospect_id: Option<i64>,
+    pub verdict: Option<String>,
+    pub since: Option<Millis>,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+/// A click whose verdict and event are still to be decided, with what deciding needs.
+#[derive(Debug, Clone)]
+pub struct PendingClick {
+    pub id: i64,
+    pub account_id: i64,
+    pub email_id: i64,
+    pub link_no: i64,
+    pub at: Millis,
+    pub head: bool,
+    pub ip: Option<String>,
+    pub user_agent: String,
+    pub email_sent_at: Millis,
+    pub honeypot: bool,
+    pub url: String,
+    pub filter: ClickFilter,
+}
+
+/// (email_id, link_no, at, honeypot) of a click near a pending one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NearbyClick {
+    pub email_id: i64,
+    pub link_no: i64,
+    pub at: Millis,
+    pub honeypot: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settlement {
+    pub click_id: i64,
+    pub account_id: i64,
+    pub verdict: &'static str,
+    pub reasons: Vec<String>,
+    /// The `link_clicked` element to deliver; `None` when the click produces no webhook.
+    pub event: Option<String>,
+}
+
+/// Stored state from which a `link_clicked` element is built (see `crate::event`).
+#[derive(Debug, Clone)]
+pub struct EventContext {
+    pub account_id: i64,
+    pub timezone: String,
+    pub snippet_labels: BTreeMap<u8, String>,
+    pub prospect: Prospect,
+    pub campaign_id: i64,
+    pub campaign_name: String,
+    pub campaign_mailboxes: Vec<String>,
+    pub enrollment: Enrollment,
+    /// The clicked email's step and number.
+    pub email_step: i64,
+    pub email_no: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub id: i64,
+    pub account_id: i64,
+    pub target_url: String,
+    pub event: String,
+    pub secret: String,
+    pub status: String,
+    pub created_at: Millis,
+    pub last_success_at: Option<Millis>,
+    pub last_failure_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subscribed {
+    Created(Subscription),
+    Duplicate,
+    TooMany,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyInfo {
+    pub id: i64,
+    pub account_id: i64,
+    pub prefix: String,
+    pub created_at: Millis,
+    pub revoked_at: Option<Millis>,
+}
+
+/// A server key that signs tracked-link tokens. The newest one not retired signs; all verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkKey {
+    pub id: i64,
+    pub secret: Vec<u8>,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxDepth {
+    pub clicks_pending: i64,
+    pub events_total: i64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> &'static str;
+
+    // Accounts and keys.
+    async fn create_account(&self, new: NewAccount) -> StoreResult<Account>;
+    async fn list_accounts(&self) -> StoreResult<Vec<Account>>;
+    async fn account(&self, id: i64) -> StoreResult<Account>;
+    async fn update_account(&self, id: i64, patch: AccountPatch) -> StoreResult<Account>;
+    async fn add_api_key(
+        &self,
+        account_id: i64,
+        key_hash: String,
+        prefix: String,
+    ) -> StoreResult<ApiKeyInfo>;
+    async fn revoke_api_key(&self, account_id: i64, prefix: &str) -> StoreResult<()>;
+    async fn list_api_keys(&self, account_id: i64) -> StoreResult<Vec<ApiKeyInfo>>;
+    async fn account_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<Account>>;
+
+    // Prospects.
+    async fn upsert_prospects(
+        &self,
+        account_id: i64,
+        req: UpsertProspects,
+    ) -> StoreResult<Vec<Upserted>>;
+    async fn list_prospects(
+        &self,
+        account_id: i64,
+        q: ProspectQuery,
+    ) -> StoreResult<(i64, Vec<Prospect>)>;
+    async fn delete_prospects(&self, account_id: i64, ids: Vec<i64>) -> StoreResult<i64>;
+    /// Stops the prospect in every campaign; returns false when the email is unknown.
+    async fn stop_followups(&self, account_id: i64, email: &EmailAddress) -> StoreResult<bool>;
+
+    // Campaigns and enrollments.
+    async fn create_campaign(&self, account_id: i64, new: NewCampaign) -> StoreResult<Campaign>;
+    async fn list_campaigns(&self, account_id: i64) -> StoreResult<Vec<Campaign>>;
+    async fn campaign(&self, account_id: i64, id: i64) -> StoreResult<Campaign>;
+    async fn update_campaign(
+        &self,
+        account_id: i64,
+        id: i64,
+        patch: CampaignPatch,
+    ) -> StoreResult<Campaign>;
+    async fn delete_campaign(&self, account_id: i64, id: i64) -> StoreResult<()>;
+    async fn update_enrollment(
+        &self,
+        account_id: i64,
+        campaign_id: i64,
+        prospect_id: i64,
+        patch: EnrollmentPatch,
+    ) -> StoreResult<Enrollment>;
+
+    // Sent emails and their links.
+    async fn record_email(&self, account_id: i64, email: NewEmail) -> StoreResult<SentEmail>;
+    async fn link_target(&self, email_id: i64, link_no: i64) -> StoreResult<Option<LinkTarget>>;
+
+    // Clicks.
+    /// Returns once the click is committed: only then may the redirect be answered.
+    async fn record_click(&self, click: NewClick) -> StoreResult<()>;
+    async fn list_clicks(
+        &self,
+        account_id: i64,
+        q: ClickQuery,
+    ) -> StoreResult<(i64, Vec<ClickRecord>)>;
+    /// The oldest clicks without a verdict, at most `limit`.
+    async fn pending_clicks(&self, limit: i64) -> StoreResult<Vec<PendingClick>>;
+    async fn clicks_near(
+        &self,
+        email_ids: Vec<i64>,
+        from: Millis,
+        to: Millis,
+    ) -> StoreResult<Vec<NearbyClick>>;
+    async fn event_contexts(&self, email_ids: Vec<i64>) -> StoreResult<HashMap<i64, EventContext>>;
+    /// Writes verdicts and, in the same transaction, the events to deliver.
+    async fn settle_clicks(&self, settled: Vec<Settlement>) -> StoreResult<()>;
+    async fn outbox_depth(&self) -> StoreResult<OutboxDepth>;
+
+    // Webhook subscriptions.
+    async fn subscribe(
+        &self,
+        account_id: i64,
+        target_url: &str,
+        event: &str,
+        secret: String,
+    ) -> StoreResult<Subscribed>;
+    async fn unsubscribe(
+        &self,
+        account_id: i64,
+        target_url: &str,
+        event: &str,
+    ) -> StoreResult<bool>;
+    async fn list_subscriptions(&self, account_id: i64) -> StoreResult<Vec<Subscription>>;
+
+    // Keys that sign tracked links.
+    async fn link_keys(&self) -> StoreResult<Vec<LinkKey>>;
+    async fn add_link_key(&self, secret: Vec<u8>) -> StoreResult<LinkKey>;
+    async fn remove_link_key(&self, id: i64) -> StoreResult<()>;
+
+    /// Commits what is queued and stops accepting writes.
+    async fn close(&self);
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Opens the store named by `--db`: a `postgres://` URL or an SQLite file path.
+/// Runs pending migrations; refuses a database whose schema is newer than this binary.
+pub async fn open(db: &str) -> anyhow::Result<DynStore> {
+    if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+        anyhow::bail!("PostgreSQL storage is not built yet (issue 5); use an SQLite path for --db")
+    }
+    let store =
+        sqlite::SqliteStore::open(std::path::Path::new(db), sqlite::Options::default()).await?;
+    Ok(Arc::new(store))
+}
