@@ -79,8 +79,12 @@ struct ServeArgs {
     #[arg(long, env = "CLICKHOOK_BATCH_WINDOW", default_value = "1s", value_parser = parse_duration)]
     batch_window: Duration,
     /// Delays between delivery attempts, comma-separated.
-    #[arg(long, env = "CLICKHOOK_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h", value_parser = parse_schedule)]
-    retry_schedule: Vec<Duration>,
+    #[arg(
+        long,
+        env = "CLICKHOOK_RETRY_SCHEDULE",
+        default_value = "5s,5m,30m,2h,5h,10h,10h"
+    )]
+    retry_schedule: String,
     /// A scanner list to use instead of the built-in one (format: data/scanners.txt).
     #[arg(long, env = "CLICKHOOK_SCANNER_LIST")]
     scanner_list: Option<PathBuf>,
@@ -159,7 +163,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             s.full_ip = a.full_ip;
             s.allow_private_targets = a.allow_private_targets;
             s.batch_window = a.batch_window;
-            s.retry_schedule = a.retry_schedule;
+            s.retry_schedule = parse_schedule(&a.retry_schedule)
+                .map_err(|e| anyhow::anyhow!("--retry-schedule: {e}"))?;
             if let Some(path) = a.scanner_list {
                 let text = std::fs::read_to_string(&path)?;
                 s.scanners = std::sync::Arc::new(
@@ -295,6 +300,8 @@ async fn import(
 async fn keys(db: &str, cmd: KeysCmd) -> anyhow::Result<()> {
     let st = store::open(db).await?;
     let result = async {
+        // As on a server's first start: a database always has a signing key.
+        token::LinkKeys::load(st.clone()).await?;
         match cmd {
             KeysCmd::List => {
                 for k in st.link_keys().await? {

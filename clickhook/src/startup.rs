@@ -30,11 +30,15 @@ impl Application {
         Self::build_with_store(settings, store).await
     }
 
-    pub async fn build_with_store(settings: Settings, store: DynStore) -> anyhow::Result<Self> {
+    /// An empty `public_url` means "this listener's address" (tests bind port 0).
+    pub async fn build_with_store(mut settings: Settings, store: DynStore) -> anyhow::Result<Self> {
         let link_keys = LinkKeys::load(store.clone()).await?;
         let listener = TcpListener::bind(&settings.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+        if settings.public_url.is_empty() {
+            settings.public_url = format!("http://{}", listener.local_addr()?);
+        }
         let state = AppState {
             store,
             settings: Arc::new(settings),

@@ -294,7 +294,7 @@ async fn patch_enrollment(
     let followup_after = match b.followup_after {
         None => None,
         Some(None) => Some(None),
-        Some(Some(t)) => Some(Some(parse_time(&t).map_err(|_| {
+        Some(Some(t)) => Some(Some(parse_time(&t).ok_or_else(|| {
             ApiError::wrong_param(
                 "followup_after must be an ISO 8601 time such as 2025-03-22T00:00:00+0100.",
             )

@@ -73,9 +73,8 @@ async fn send(
         ));
     }
     let sent_at = match &b.sent_at {
-        Some(t) => {
-            parse_time(t).map_err(|_| ApiError::wrong_param("sent_at must be an ISO 8601 time."))?
-        }
+        Some(t) => parse_time(t)
+            .ok_or_else(|| ApiError::wrong_param("sent_at must be an ISO 8601 time."))?,
         None => now_millis(),
     };
     let campaign = st.store.campaign(account.id, campaign_id).await?;

@@ -380,7 +380,7 @@ impl Params {
         let Some(v) = self.str(name) else {
             return Ok(None);
         };
-        parse_time(v).map(Some).map_err(|_| {
+        parse_time(v).map(Some).ok_or_else(|| {
             ApiError::wrong_param(format!(
                 "{name} must be an ISO 8601 time (2025-03-21T20:47:47+0100) or Unix milliseconds."
             ))
@@ -388,14 +388,15 @@ impl Params {
     }
 }
 
-pub fn parse_time(v: &str) -> Result<i64, ()> {
+/// Unix milliseconds from an ISO 8601 time (with or without a colon in the offset) or from digits.
+pub fn parse_time(v: &str) -> Option<i64> {
     if let Ok(ms) = v.parse::<i64>() {
-        return Ok(ms);
+        return Some(ms);
     }
     chrono::DateTime::parse_from_rfc3339(v)
         .or_else(|_| chrono::DateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%S%z"))
         .map(|t| t.timestamp_millis())
-        .map_err(|_| ())
+        .ok()
 }
 
 /// A Woodpecker-style list: 200 with `X-Total-Count`, or 204 when there is nothing.

@@ -27,11 +27,10 @@ use token::TokenError;
 
 /// Tracked links by (email, link number). Links never change, so entries never go stale;
 /// two generations bound memory and keep the links in use.
+type Generation = HashMap<(i64, i64), Arc<LinkTarget>>;
+
 pub struct LinkCache {
-    generations: Mutex<(
-        HashMap<(i64, i64), Arc<LinkTarget>>,
-        HashMap<(i64, i64), Arc<LinkTarget>>,
-    )>,
+    generations: Mutex<(Generation, Generation)>,
     capacity: usize,
 }
 
@@ -58,16 +57,7 @@ impl LinkCache {
         self.insert_locked(&mut g, key, v);
     }
 
-    #[allow(clippy::type_complexity)]
-    fn insert_locked(
-        &self,
-        g: &mut (
-            HashMap<(i64, i64), Arc<LinkTarget>>,
-            HashMap<(i64, i64), Arc<LinkTarget>>,
-        ),
-        key: (i64, i64),
-        v: Arc<LinkTarget>,
-    ) {
+    fn insert_locked(&self, g: &mut (Generation, Generation), key: (i64, i64), v: Arc<LinkTarget>) {
         if g.0.len() >= self.capacity {
             g.1 = std::mem::take(&mut g.0);
         }
@@ -117,7 +107,7 @@ fn client_ip(st: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-            .last();
+            .next_back();
         if let Some(ip) = forwarded {
             return ip;
         }

@@ -461,9 +461,9 @@ fn save_prospect(conn: &Connection, p: &Prospect, now: Millis) -> StoreResult<i6
 
 const CAMPAIGN_COLS: &str = "id, account_id, name, status, from_name, mailboxes, steps, created_at";
 
-fn campaign_row(
-    r: &Row,
-) -> rusqlite::Result<(i64, i64, String, String, String, String, String, i64)> {
+type CampaignRow = (i64, i64, String, String, String, String, String, i64);
+
+fn campaign_row(r: &Row) -> rusqlite::Result<CampaignRow> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -476,9 +476,7 @@ fn campaign_row(
     ))
 }
 
-fn campaign_from(
-    row: (i64, i64, String, String, String, String, String, i64),
-) -> StoreResult<Campaign> {
+fn campaign_from(row: CampaignRow) -> StoreResult<Campaign> {
     let (id, account_id, name, status, from_name, mailboxes, steps, created_at) = row;
     Ok(Campaign {
         id,

@@ -1,0 +1,242 @@
+use std::path::PathBuf;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use clickhook::api::auth;
+use clickhook::config::Settings;
+use clickhook::startup::Application;
+use clickhook::store::{self, Account, DynStore, NewAccount};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+/// A server on its own runtime thread, so it outlives any one test's runtime.
+pub struct TestApp {
+    pub base: String,
+    pub store: DynStore,
+    pub db_path: PathBuf,
+    pub client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        // Tests run on runtimes of their own: a pooled connection would die with its test's runtime.
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Starts a server on a fresh database; `configure` adjusts its settings.
+pub fn spawn_app(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("clickhook.db");
+    let mut settings = Settings::new(db_path.to_str().unwrap());
+    settings.listen = "127.0.0.1:0".into();
+    settings.public_url = String::new();
+    settings.allow_private_targets = true;
+    configure(&mut settings);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let store = store::open(&settings.db).await.unwrap();
+            let app = Application::build_with_store(settings, store.clone())
+                .await
+                .unwrap();
+            ready_tx.send((app.local_addr(), store)).unwrap();
+            app.run_until_stopped(async {
+                let _ = stop_rx.await;
+            })
+            .await
+            .unwrap();
+        });
+    });
+    let (addr, store) = ready_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("server starts");
+    TestApp {
+        base: format!("http://{addr}"),
+        store,
+        db_path,
+        client: client(),
+        stop: Some(stop_tx),
+        thread: Some(thread),
+        _dir: Some(dir),
+    }
+}
+
+static SHARED: LazyLock<TestApp> = LazyLock::new(|| spawn_app(|_| {}));
+
+/// The server most tests share; each test works in accounts of its own.
+pub fn shared() -> &'static TestApp {
+    &SHARED
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Resp {
+    /// The v1 error code, for error answers.
+    pub fn code(&self) -> &str {
+        self.body["status"]["code"].as_str().unwrap_or_default()
+    }
+    pub fn total(&self) -> i64 {
+        self.headers["x-total-count"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl TestApp {
+    /// A new account (time zone as given) and an API key for it.
+    pub async fn account(&self, tz: &str) -> (Account, String) {
+        self.account_with_id(None, tz).await
+    }
+
+    pub async fn account_with_id(&self, id: Option<i64>, tz: &str) -> (Account, String) {
+        let a = self
+            .store
+            .create_account(NewAccount {
+                id,
+                name: "Test".into(),
+                timezone: tz.into(),
+            })
+            .await
+            .unwrap();
+        let key = auth::issue_key(&self.store, a.id).await.unwrap();
+        (a, key)
+    }
+
+    pub async fn call(&self, method: Method, path: &str, key: &str, body: Option<Value>) -> Resp {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .header("x-api-key", key);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        into_resp(req.send().await.unwrap()).await
+    }
+
+    pub async fn raw(&self, req: reqwest::RequestBuilder) -> Resp {
+        into_resp(req.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> Resp {
+        self.call(Method::GET, path, key, None).await
+    }
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, key, Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, key: &str, body: Value) -> Resp {
+        self.call(Method::PATCH, path, key, Some(body)).await
+    }
+    pub async fn delete(&self, path: &str, key: &str) -> Resp {
+        self.call(Method::DELETE, path, key, None).await
+    }
+
+    /// A RUNNING campaign with `steps` EMAIL steps (all tracking links) and one mailbox.
+    pub async fn campaign(&self, key: &str, steps: usize) -> i64 {
+        let steps: Vec<Value> = (0..steps)
+            .map(|_| serde_json::json!({"type": "EMAIL", "track_links": true}))
+            .collect();
+        let r = self
+            .post(
+                "/rest/v2/campaigns",
+                key,
+                serde_json::json!({"name": "C", "status": "RUNNING", "mailboxes": ["sender@example.com"], "steps": steps}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.body["id"].as_i64().unwrap()
+    }
+
+    /// Enrolls `email` in `campaign`; returns the prospect id.
+    pub async fn enroll(&self, key: &str, campaign: i64, email: &str) -> i64 {
+        let r = self
+            .post(
+                "/rest/v1/add_prospects_campaign",
+                key,
+                serde_json::json!({"campaign": {"campaign_id": campaign}, "prospects": [{"email": email}]}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body["prospects"][0]["id"].as_i64().unwrap()
+    }
+
+    /// Sends an email with the given HTML from step 1; returns the response body.
+    pub async fn send_html(&self, key: &str, campaign: i64, email: &str, html: &str) -> Value {
+        let r = self
+            .post(
+                &format!("/rest/v2/campaigns/{campaign}/emails"),
+                key,
+                serde_json::json!({"prospect_email": email, "step": 1, "html": html, "sent_at": "2020-01-01T00:00:00+0000"}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.body
+    }
+
+    /// Waits until the settler has judged every click of the account (or panics).
+    pub async fn settled_clicks(&self, key: &str, expected: usize) -> Vec<Value> {
+        for _ in 0..200 {
+            let r = self.get("/rest/v2/clicks?per_page=1000", key).await;
+            if r.status == 200 {
+                let items = r.body.as_array().unwrap().clone();
+                if items.len() == expected && items.iter().all(|c| c["verdict"] != "pending") {
+                    return items;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("clicks did not settle");
+    }
+}
+
+async fn into_resp(r: reqwest::Response) -> Resp {
+    let status = r.status();
+    let headers = r.headers().clone();
+    let text = r.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Resp {
+        status,
+        headers,
+        body,
+        text,
+    }
+}
+
+/// A unique email address for this test run.
+pub fn unique_email(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{tag}{}@example.com", N.fetch_add(1, Ordering::Relaxed))
+}

@@ -1,0 +1,17 @@
+//! The one integration-test binary: real servers on 127.0.0.1, real HTTP.
+//!
+//! Most tests share one server (`helpers::shared()`) and isolate themselves by creating
+//! their own account; tests that need other settings or kill processes start their own.
+
+mod helpers;
+
+mod bad_input;
+mod campaigns;
+mod cli;
+mod clicks;
+mod crash;
+mod golden;
+mod openapi;
+mod prospects;
+mod tenancy;
+mod webhooks;
