@@ -43,10 +43,7 @@ impl Settings {
 
 /// 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: about 27.6 hours in all.
 pub fn default_retry_schedule() -> Vec<Duration> {
-    [5, 300, 1800, 7200, 18000, 36000, 36000]
-        .into_iter()
-        .map(Duration::from_secs)
-        .collect()
+    [5, 300, 1800, 7200, 18000, 36000, 36000].into_iter().map(Duration::from_secs).collect()
 }
 
 /// Parses `5s,5m,30m,2h` (units s, m, h, ms).
@@ -57,9 +54,7 @@ pub fn parse_schedule(s: &str) -> Result<Vec<Duration>, String> {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("bad duration {s:?}: expected a number and a unit, like 5s"))?;
+    let n: u64 = n.parse().map_err(|_| format!("bad duration {s:?}: expected a number and a unit, like 5s"))?;
     Ok(match unit {
         "ms" => Duration::from_millis(n),
         "s" | "" => Duration::from_secs(n),
@@ -75,10 +70,7 @@ mod tests {
 
     #[test]
     fn schedules() {
-        assert_eq!(
-            parse_schedule("5s,5m,2h").unwrap(),
-            [5, 300, 7200].map(Duration::from_secs)
-        );
+        assert_eq!(parse_schedule("5s,5m,2h").unwrap(), [5, 300, 7200].map(Duration::from_secs));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_schedule("5x").is_err());
         assert!(parse_schedule("").is_err());

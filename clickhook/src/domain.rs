@@ -26,9 +26,7 @@ impl EmailAddress {
         if local.is_empty() || local.len() > 64 {
             return Err(bad("empty or over-long local part"));
         }
-        if s.chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>' || c == ',')
-        {
+        if s.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>' || c == ',') {
             return Err(bad("forbidden character"));
         }
         if local.contains('@') && !local.starts_with('"') {
@@ -136,9 +134,7 @@ impl Interested {
 /// An IANA time zone name (`Europe/Warsaw`).
 pub fn parse_timezone(raw: &str) -> Result<chrono_tz::Tz, ApiError> {
     raw.trim().parse::<chrono_tz::Tz>().map_err(|_| {
-        ApiError::wrong_param(format!(
-            "Unknown time zone {raw:?}; expected an IANA name such as Europe/Warsaw."
-        ))
+        ApiError::wrong_param(format!("Unknown time zone {raw:?}; expected an IANA name such as Europe/Warsaw."))
     })
 }
 
@@ -162,9 +158,7 @@ pub fn parse_event_name(raw: &str) -> Result<&'static str, ApiError> {
     } else if raw.trim().is_empty() {
         Err(ApiError::required("event"))
     } else {
-        Err(ApiError::wrong_param(format!(
-            "Unsupported event {raw:?}; clickhook emits \"link_clicked\"."
-        )))
+        Err(ApiError::wrong_param(format!("Unsupported event {raw:?}; clickhook emits \"link_clicked\".")))
     }
 }
 
@@ -210,8 +204,7 @@ pub const TEXT_FIELDS: [&str; 13] = [
 impl ProspectFields {
     /// Whether `name` is a prospect field other than `email`.
     pub fn is_field(name: &str) -> bool {
-        matches!(name, "status" | "interested")
-            || ProspectFields::default().text_mut(name).is_some()
+        matches!(name, "status" | "interested") || ProspectFields::default().text_mut(name).is_some()
     }
 
     pub fn text_mut(&mut self, name: &str) -> Option<&mut Option<String>> {
@@ -245,20 +238,14 @@ impl ProspectFields {
     pub fn set(&mut self, name: &str, value: &str) -> Result<bool, ApiError> {
         match name {
             "status" => {
-                self.status = if value.trim().is_empty() {
-                    None
-                } else {
-                    Some(ProspectStatus::parse(value)?)
-                };
+                self.status = if value.trim().is_empty() { None } else { Some(ProspectStatus::parse(value)?) };
             }
             "interested" => self.interested = Some(Interested::parse_optional(value)?),
             "tags" => self.tags = Some(normalize_tags(value)),
             _ => match self.text_mut(name) {
                 Some(slot) => {
                     if value.len() > 10_000 {
-                        return Err(ApiError::wrong_param(format!(
-                            "{name} is longer than 10000 bytes."
-                        )));
+                        return Err(ApiError::wrong_param(format!("{name} is longer than 10000 bytes.")));
                     }
                     *slot = Some(value.trim().to_string())
                 }
@@ -284,34 +271,16 @@ mod tests {
     fn emails() {
         assert!(EmailAddress::parse("erlich@bachmanity.com").is_ok());
         assert_eq!(EmailAddress::parse(" A@B.co ").unwrap().key(), "a@b.co");
-        for bad in [
-            "",
-            "x",
-            "a@b",
-            "a@@b.com",
-            "a b@c.com",
-            "@b.com",
-            "a@-b.com",
-            "a@b..com",
-        ] {
+        for bad in ["", "x", "a@b", "a@@b.com", "a b@c.com", "@b.com", "a@-b.com", "a@b..com"] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn enums_accept_both_spellings() {
-        assert_eq!(
-            Interested::parse("maybe-later").unwrap(),
-            Interested::MaybeLater
-        );
-        assert_eq!(
-            Interested::parse("MAYBE_LATER").unwrap().as_str(),
-            "MAYBE_LATER"
-        );
-        assert_eq!(
-            ProspectStatus::parse("to_check").unwrap().as_str(),
-            "TO-CHECK"
-        );
+        assert_eq!(Interested::parse("maybe-later").unwrap(), Interested::MaybeLater);
+        assert_eq!(Interested::parse("MAYBE_LATER").unwrap().as_str(), "MAYBE_LATER");
+        assert_eq!(ProspectStatus::parse("to_check").unwrap().as_str(), "TO-CHECK");
         assert!(StepType::parse("SMS").is_err());
         assert_eq!(Interested::parse_optional("").unwrap(), None);
     }

@@ -18,38 +18,22 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, msg: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            msg: msg.into(),
-        }
+        ApiError { status, code, msg: msg.into() }
     }
     pub fn session() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "E_SESSION",
-            "Missing or invalid API key.",
-        )
+        Self::new(StatusCode::UNAUTHORIZED, "E_SESSION", "Missing or invalid API key.")
     }
     pub fn wrong_param(msg: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "E_WRONG_PARAM", msg)
     }
     pub fn required(field: &str) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "E_REQUIRED_ELEMENT",
-            format!("Missing required element: {field}."),
-        )
+        Self::new(StatusCode::BAD_REQUEST, "E_REQUIRED_ELEMENT", format!("Missing required element: {field}."))
     }
     pub fn email(msg: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "E_EMAIL", msg)
     }
     pub fn not_found(what: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "E_RECORD_NOT_FOUND",
-            format!("{what} not found."),
-        )
+        Self::new(StatusCode::NOT_FOUND, "E_RECORD_NOT_FOUND", format!("{what} not found."))
     }
     pub fn conflict(code: &'static str, msg: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, msg)
@@ -62,18 +46,10 @@ impl ApiError {
         )
     }
     pub fn internal() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "E_INTERNAL",
-            "Internal error; see the server log.",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "E_INTERNAL", "Internal error; see the server log.")
     }
     pub fn unavailable() -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "E_UNAVAILABLE",
-            "The store is unavailable; try again.",
-        )
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "E_UNAVAILABLE", "The store is unavailable; try again.")
     }
 
     /// Prefixes the message with where in the input the problem is (`prospects[3]`).
@@ -83,8 +59,7 @@ impl ApiError {
     }
 
     pub fn body(&self) -> String {
-        serde_json::json!({"status": {"status": "ERROR", "code": self.code, "msg": self.msg}})
-            .to_string()
+        serde_json::json!({"status": {"status": "ERROR", "code": self.code, "msg": self.msg}}).to_string()
     }
 }
 
@@ -99,8 +74,7 @@ impl std::error::Error for ApiError {}
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut res = (self.status, self.body()).into_response();
-        res.headers_mut()
-            .insert("content-type", HeaderValue::from_static("application/json"));
+        res.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
         res
     }
 }

@@ -17,10 +17,7 @@ pub const METHOD: &str = "link_clicked";
 pub fn format_time(at: Millis, tz: &str) -> String {
     let utc: DateTime<Utc> = Utc.timestamp_millis_opt(at).single().unwrap_or_default();
     match tz.parse::<chrono_tz::Tz>() {
-        Ok(zone) => utc
-            .with_timezone(&zone)
-            .format("%Y-%m-%dT%H:%M:%S%z")
-            .to_string(),
+        Ok(zone) => utc.with_timezone(&zone).format("%Y-%m-%dT%H:%M:%S%z").to_string(),
         Err(_) => utc.format("%Y-%m-%dT%H:%M:%S%z").to_string(),
     }
 }
@@ -58,13 +55,7 @@ pub fn link_clicked(ctx: &EventContext, click_url: &str, clicked_at: Millis) -> 
     put("snippet_labels", Value::Object(labels));
     put("industry", json!(p.industry));
     put("state", json!(p.state));
-    put(
-        "last_contacted",
-        json!(p
-            .last_contacted
-            .map(|t| format_time(t, tz))
-            .unwrap_or_default()),
-    );
+    put("last_contacted", json!(p.last_contacted.map(|t| format_time(t, tz)).unwrap_or_default()));
     put("status", json!(p.status));
     put("in_campaign", json!(p.in_campaign));
     put("emails_sent", json!(p.emails_sent));
@@ -72,10 +63,7 @@ pub fn link_clicked(ctx: &EventContext, click_url: &str, clicked_at: Millis) -> 
     put("interested", json!(p.interested));
     put("campaign_id", json!(ctx.campaign_id));
     put("campaign_name", json!(ctx.campaign_name));
-    put(
-        "campaign_email",
-        json!(ctx.enrollment.mailbox.clone().unwrap_or_default()),
-    );
+    put("campaign_email", json!(ctx.enrollment.mailbox.clone().unwrap_or_default()));
     put("campaign_emails", json!(ctx.campaign_mailboxes));
     put("campaign_email_sent", json!(ctx.enrollment.emails_sent));
     put("step", json!(ctx.enrollment.step));
@@ -102,14 +90,8 @@ mod tests {
     #[test]
     fn warsaw_offsets_follow_daylight_saving() {
         // 2025-03-21T19:47:47Z is winter time in Warsaw, 2025-07-01 summer time.
-        assert_eq!(
-            format_time(1_742_586_467_000, "Europe/Warsaw"),
-            "2025-03-21T20:47:47+0100"
-        );
-        assert_eq!(
-            format_time(1_751_371_200_000, "Europe/Warsaw"),
-            "2025-07-01T14:00:00+0200"
-        );
+        assert_eq!(format_time(1_742_586_467_000, "Europe/Warsaw"), "2025-03-21T20:47:47+0100");
+        assert_eq!(format_time(1_751_371_200_000, "Europe/Warsaw"), "2025-07-01T14:00:00+0200");
         assert_eq!(format_time(0, "UTC"), "1970-01-01T00:00:00+0000");
     }
 }

@@ -67,9 +67,7 @@ fn columns(headers: &csv::ByteRecord) -> Result<Vec<String>, ApiError> {
             )));
         }
         if !seen.insert(name.clone()) {
-            return Err(ApiError::wrong_param(format!(
-                "The CSV column {name:?} appears twice."
-            )));
+            return Err(ApiError::wrong_param(format!("The CSV column {name:?} appears twice.")));
         }
         cols.push(name);
     }
@@ -94,10 +92,7 @@ fn parse_row(cols: &[String], row: &csv::ByteRecord) -> Result<ProspectInput, St
             fields.set(name, value).map_err(|e| e.msg)?;
         }
     }
-    Ok(ProspectInput {
-        email: email.ok_or("no email")?,
-        fields,
-    })
+    Ok(ProspectInput { email: email.ok_or("no email")?, fields })
 }
 
 /// Imports a CSV stream. `progress` is called after each chunk with rows read so far.
@@ -109,17 +104,10 @@ pub async fn import_csv(
     input: impl Read,
     mut progress: impl FnMut(u64),
 ) -> Result<ImportReport, ImportError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(false)
-        .from_reader(input);
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(input);
     let headers = reader
         .byte_headers()
-        .map_err(|e| {
-            ImportError::File(ApiError::wrong_param(format!(
-                "Unreadable CSV header: {e}."
-            )))
-        })?
+        .map_err(|e| ImportError::File(ApiError::wrong_param(format!("Unreadable CSV header: {e}."))))?
         .clone();
     let cols = columns(&headers).map_err(ImportError::File)?;
     if let Some(c) = campaign_id {
@@ -155,29 +143,21 @@ pub async fn import_csv(
                     rows += 1;
                     let line = e.position().map(|p| p.line()).unwrap_or(rows + 1);
                     let why = match e.kind() {
-                        csv::ErrorKind::UnequalLengths {
-                            expected_len, len, ..
-                        } => {
+                        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
                             format!("has {len} fields, the header has {expected_len}")
                         }
                         _ => e.to_string(),
                     };
                     if matches!(e.kind(), csv::ErrorKind::Io(_)) {
-                        return Err(ImportError::File(ApiError::wrong_param(format!(
-                            "Reading the CSV failed: {e}."
-                        ))));
+                        return Err(ImportError::File(ApiError::wrong_param(format!("Reading the CSV failed: {e}."))));
                     }
                     reject(&mut report, line, why);
                 }
             }
         }
         if !chunk.is_empty() {
-            let req = UpsertProspects {
-                prospects: chunk,
-                update: true,
-                imported: Some(file_name.to_string()),
-                campaign_id,
-            };
+            let req =
+                UpsertProspects { prospects: chunk, update: true, imported: Some(file_name.to_string()), campaign_id };
             for outcome in store.upsert_prospects(account_id, req).await? {
                 match outcome {
                     Upserted::Created(_) => report.created += 1,

@@ -12,19 +12,10 @@ use clickhook::store::{self, NewAccount};
 use clickhook::{api::auth, click::token, startup::Application};
 
 #[derive(Parser)]
-#[command(
-    name = "clickhook",
-    version,
-    about = "Tracked links and Woodpecker-compatible link_clicked webhooks"
-)]
+#[command(name = "clickhook", version, about = "Tracked links and Woodpecker-compatible link_clicked webhooks")]
 struct Cli {
     /// SQLite file, or a postgres:// URL.
-    #[arg(
-        long,
-        global = true,
-        env = "CLICKHOOK_DB",
-        default_value = "clickhook.db"
-    )]
+    #[arg(long, global = true, env = "CLICKHOOK_DB", default_value = "clickhook.db")]
     db: String,
     #[command(subcommand)]
     command: Command,
@@ -57,11 +48,7 @@ struct ServeArgs {
     #[arg(long, env = "CLICKHOOK_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
     /// Base URL of tracked links, as recipients reach this service.
-    #[arg(
-        long,
-        env = "CLICKHOOK_PUBLIC_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
+    #[arg(long, env = "CLICKHOOK_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
     public_url: String,
     /// Largest request body accepted; larger ones get 413.
     #[arg(long, env = "CLICKHOOK_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
@@ -79,12 +66,12 @@ struct ServeArgs {
     #[arg(long, env = "CLICKHOOK_BATCH_WINDOW", default_value = "1s", value_parser = parse_duration)]
     batch_window: Duration,
     /// Delays between delivery attempts, comma-separated.
-    #[arg(
-        long,
-        env = "CLICKHOOK_RETRY_SCHEDULE",
-        default_value = "5s,5m,30m,2h,5h,10h,10h"
-    )]
+    #[arg(long, env = "CLICKHOOK_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h")]
     retry_schedule: String,
+    /// `process`: a click is answered once committed, which survives the process being killed;
+    /// `power`: also wait for fsync, which survives power loss, at a cost in throughput.
+    #[arg(long, env = "CLICKHOOK_DURABILITY", default_value = "process")]
+    durability: store::Durability,
     /// A scanner list to use instead of the built-in one (format: data/scanners.txt).
     #[arg(long, env = "CLICKHOOK_SCANNER_LIST")]
     scanner_list: Option<PathBuf>,
@@ -132,15 +119,10 @@ enum KeysCmd {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
     match rt.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -156,26 +138,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut s = Settings::new(cli.db);
             s.listen = a.listen;
             s.public_url = a.public_url.trim_end_matches('/').to_string();
-            url::Url::parse(&s.public_url)
-                .map_err(|e| anyhow::anyhow!("--public-url is not a URL: {e}"))?;
+            url::Url::parse(&s.public_url).map_err(|e| anyhow::anyhow!("--public-url is not a URL: {e}"))?;
             s.max_body_bytes = a.max_body_bytes;
             s.trust_proxy = a.trust_proxy;
             s.full_ip = a.full_ip;
             s.allow_private_targets = a.allow_private_targets;
             s.batch_window = a.batch_window;
-            s.retry_schedule = parse_schedule(&a.retry_schedule)
-                .map_err(|e| anyhow::anyhow!("--retry-schedule: {e}"))?;
+            s.retry_schedule =
+                parse_schedule(&a.retry_schedule).map_err(|e| anyhow::anyhow!("--retry-schedule: {e}"))?;
             if let Some(path) = a.scanner_list {
                 let text = std::fs::read_to_string(&path)?;
                 s.scanners = std::sync::Arc::new(
-                    ScannerLists::parse(&text)
-                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+                    ScannerLists::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
                 );
             }
-            let app = Application::build(s).await?;
+            let st = store::open_with(&s.db, a.durability).await?;
+            let app = Application::build_with_store(s, st).await?;
             println!("clickhook listening on http://{}", app.local_addr());
-            app.run_until_stopped(clickhook::startup::shutdown_signal())
-                .await
+            app.run_until_stopped(clickhook::startup::shutdown_signal()).await
         }
         Command::Migrate => {
             let st = store::open(&cli.db).await?;
@@ -184,11 +164,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Account(cmd) => account(&cli.db, cmd).await,
-        Command::Import {
-            file,
-            account,
-            campaign,
-        } => import(&cli.db, file, account, campaign).await,
+        Command::Import { file, account, campaign } => import(&cli.db, file, account, campaign).await,
         Command::Keys(cmd) => keys(&cli.db, cmd).await,
     }
 }
@@ -197,23 +173,13 @@ async fn account(db: &str, cmd: AccountCmd) -> anyhow::Result<()> {
     let st = store::open(db).await?;
     let result = async {
         match cmd {
-            AccountCmd::Create {
-                name,
-                timezone,
-                id,
-                json,
-            } => {
+            AccountCmd::Create { name, timezone, id, json } => {
                 let tz = parse_timezone(&timezone).map_err(|e| anyhow::anyhow!(e.msg))?;
                 if name.trim().is_empty() {
                     anyhow::bail!("--name must not be empty");
                 }
-                let a = st
-                    .create_account(NewAccount {
-                        id,
-                        name: name.trim().into(),
-                        timezone: tz.name().into(),
-                    })
-                    .await?;
+                let a =
+                    st.create_account(NewAccount { id, name: name.trim().into(), timezone: tz.name().into() }).await?;
                 let key = auth::issue_key(&st, a.id).await?;
                 if json {
                     println!("{}", serde_json::json!({"id": a.id, "api_key": key}));
@@ -239,10 +205,7 @@ async fn account(db: &str, cmd: AccountCmd) -> anyhow::Result<()> {
             AccountCmd::List { json } => {
                 for a in st.list_accounts().await? {
                     if json {
-                        println!(
-                            "{}",
-                            serde_json::json!({"id": a.id, "name": a.name, "timezone": a.timezone})
-                        );
+                        println!("{}", serde_json::json!({"id": a.id, "name": a.name, "timezone": a.timezone}));
                     } else {
                         println!("{}\t{}\t{}", a.id, a.name, a.timezone);
                     }
@@ -256,18 +219,10 @@ async fn account(db: &str, cmd: AccountCmd) -> anyhow::Result<()> {
     result
 }
 
-async fn import(
-    db: &str,
-    file: PathBuf,
-    account: i64,
-    campaign: Option<i64>,
-) -> anyhow::Result<()> {
+async fn import(db: &str, file: PathBuf, account: i64, campaign: Option<i64>) -> anyhow::Result<()> {
     let st = store::open(db).await?;
     st.account(account).await?;
-    let name = file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let input = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&file)?);
     let tty = std::io::stderr().is_terminal();
     let report = clickhook::import::import_csv(&st, account, campaign, &name, input, |rows| {
@@ -281,18 +236,12 @@ async fn import(
     }
     st.close().await;
     let report = report.map_err(|e| anyhow::anyhow!("{e}"))?;
-    println!(
-        "created {}, updated {}, rejected {}",
-        report.created, report.updated, report.rejected
-    );
+    println!("created {}, updated {}, rejected {}", report.created, report.updated, report.rejected);
     for e in &report.errors {
         println!("line {}: {}", e.line, e.error);
     }
     if report.rejected as usize > report.errors.len() {
-        println!(
-            "(and {} more rejected rows)",
-            report.rejected as usize - report.errors.len()
-        );
+        println!("(and {} more rejected rows)", report.rejected as usize - report.errors.len());
     }
     Ok(())
 }
@@ -305,19 +254,12 @@ async fn keys(db: &str, cmd: KeysCmd) -> anyhow::Result<()> {
         match cmd {
             KeysCmd::List => {
                 for k in st.link_keys().await? {
-                    println!(
-                        "{}\tcreated {}",
-                        k.id,
-                        clickhook::event::format_time(k.created_at, "UTC")
-                    );
+                    println!("{}\tcreated {}", k.id, clickhook::event::format_time(k.created_at, "UTC"));
                 }
             }
             KeysCmd::Rotate => {
                 let k = st.add_link_key(token::new_secret()).await?;
-                println!(
-                    "key {} now signs new links; running nodes pick it up within a minute",
-                    k.id
-                );
+                println!("key {} now signs new links; running nodes pick it up within a minute", k.id);
             }
             KeysCmd::Remove { id } => {
                 if st.link_keys().await?.len() <= 1 {

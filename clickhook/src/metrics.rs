@@ -39,11 +39,7 @@ impl Histogram {
         }
         let total = self.total.load(Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
-        let _ = writeln!(
-            out,
-            "{name}_sum {}",
-            self.sum_micros.load(Relaxed) as f64 / 1e6
-        );
+        let _ = writeln!(out, "{name}_sum {}", self.sum_micros.load(Relaxed) as f64 / 1e6);
         let _ = writeln!(out, "{name}_count {total}");
     }
 }
@@ -68,12 +64,8 @@ pub static METRICS: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(|| M
     clicks_recorded: AtomicU64::new(0),
     invalid_tokens: AtomicU64::new(0),
     click_failures: AtomicU64::new(0),
-    redirect_seconds: Histogram::new(&[
-        0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
-    ]),
-    commit_batch: Histogram::new(&[
-        1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
-    ]),
+    redirect_seconds: Histogram::new(&[0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
+    commit_batch: Histogram::new(&[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0]),
     deliveries_ok: AtomicU64::new(0),
     deliveries_failed_attempts: AtomicU64::new(0),
     deliveries_exhausted: AtomicU64::new(0),
@@ -91,22 +83,14 @@ impl Metrics {
     pub fn render(&self, gauges: &[(&str, &str, i64)]) -> String {
         let mut out = String::with_capacity(4096);
         let counter = |out: &mut String, name: &str, help: &str, labels: &str, v: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name}{labels} {v}"
-            );
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name}{labels} {v}");
         };
-        let _ = writeln!(out, "# HELP clickhook_clicks_total Clicks settled, by verdict.\n# TYPE clickhook_clicks_total counter");
         let _ = writeln!(
             out,
-            "clickhook_clicks_total{{verdict=\"human\"}} {}",
-            self.clicks_human.load(Relaxed)
+            "# HELP clickhook_clicks_total Clicks settled, by verdict.\n# TYPE clickhook_clicks_total counter"
         );
-        let _ = writeln!(
-            out,
-            "clickhook_clicks_total{{verdict=\"bot\"}} {}",
-            self.clicks_bot.load(Relaxed)
-        );
+        let _ = writeln!(out, "clickhook_clicks_total{{verdict=\"human\"}} {}", self.clicks_human.load(Relaxed));
+        let _ = writeln!(out, "clickhook_clicks_total{{verdict=\"bot\"}} {}", self.clicks_bot.load(Relaxed));
         counter(
             &mut out,
             "clickhook_clicks_recorded_total",
@@ -133,17 +117,12 @@ impl Metrics {
             "clickhook_redirect_seconds",
             "Time from request to redirect, commit included.",
         );
-        self.commit_batch.render(
-            &mut out,
-            "clickhook_commit_batch_size",
-            "Writes folded into one group commit.",
-        );
-        let _ = writeln!(out, "# HELP clickhook_deliveries_total Webhook attempts by outcome.\n# TYPE clickhook_deliveries_total counter");
+        self.commit_batch.render(&mut out, "clickhook_commit_batch_size", "Writes folded into one group commit.");
         let _ = writeln!(
             out,
-            "clickhook_deliveries_total{{outcome=\"success\"}} {}",
-            self.deliveries_ok.load(Relaxed)
+            "# HELP clickhook_deliveries_total Webhook attempts by outcome.\n# TYPE clickhook_deliveries_total counter"
         );
+        let _ = writeln!(out, "clickhook_deliveries_total{{outcome=\"success\"}} {}", self.deliveries_ok.load(Relaxed));
         let _ = writeln!(
             out,
             "clickhook_deliveries_total{{outcome=\"failed_attempt\"}} {}",
@@ -154,11 +133,7 @@ impl Metrics {
             "clickhook_deliveries_total{{outcome=\"exhausted\"}} {}",
             self.deliveries_exhausted.load(Relaxed)
         );
-        self.delivery_seconds.render(
-            &mut out,
-            "clickhook_delivery_attempt_seconds",
-            "Latency of webhook attempts.",
-        );
+        self.delivery_seconds.render(&mut out, "clickhook_delivery_attempt_seconds", "Latency of webhook attempts.");
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }

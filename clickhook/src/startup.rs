@@ -50,43 +50,57 @@ impl Application {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr().expect("a bound listener has an address")
     }
 
     pub fn state(&self) -> &AppState {
         &self.state
     }
 
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let st = self.state.clone();
-        let mut workers = vec![tokio::spawn(settle::run(
-            st.store.clone(),
-            st.settings.scanners.clone(),
-            stop_rx.clone(),
-        ))];
-        workers.push(tokio::spawn(refresh_keys(
-            st.link_keys.clone(),
-            stop_rx.clone(),
-        )));
+        let settler = background_thread("settler", {
+            let (store, lists, stop) = (st.store.clone(), st.settings.scanners.clone(), stop_rx.clone());
+            move || settle::run(store, lists, stop)
+        })?;
+        let workers = vec![tokio::spawn(refresh_keys(st.link_keys.clone(), stop_rx.clone()))];
         let app = api::router(st.clone()).into_make_service_with_connect_info::<SocketAddr>();
         tracing::info!(addr = %self.local_addr(), store = st.store.backend(), "clickhook serving");
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
         let _ = stop_tx.send(true);
         for w in workers {
             let _ = w.await;
         }
+        let _ = tokio::task::spawn_blocking(move || settler.join()).await;
         st.store.close().await;
         tracing::info!("clickhook stopped");
         served.map_err(Into::into)
     }
+}
+
+/// Runs `task` on a thread of its own with a lowest CPU priority (nice 19), and a runtime of
+/// its own, so that under load the redirects win the CPU and the background work catches up
+/// afterwards. Threads it spawns (SQLite reads) inherit the priority.
+fn background_thread<F, Fut>(name: &str, task: F) -> anyhow::Result<std::thread::JoinHandle<()>>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let name = name.to_string();
+    Ok(std::thread::Builder::new().name(name.clone()).spawn(move || {
+        // SAFETY: setpriority on this thread's own id; failure only leaves the priority as it was.
+        unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name(format!("{name}-io"))
+            .build()
+            .expect("a runtime for a background worker");
+        rt.block_on(task());
+    })?)
 }
 
 /// Keys rotated on another node reach this one within a minute even without traffic.
@@ -106,8 +120,7 @@ pub async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             s.recv().await;
         }
     };

@@ -86,11 +86,15 @@ CREATE TABLE links (
     PRIMARY KEY (email_id, link_no)
 ) WITHOUT ROWID;
 
--- A click row is also the outbox entry of its event: `verdict IS NULL` means the click
--- still waits for its burst window; settling it writes the verdict and the event together.
+-- A click row is also the outbox entry of its event. `verdict IS NULL`: not judged yet;
+-- `released = 0`: judged, held until its burst window has passed (a later click may still
+-- overrule it); releasing it makes the verdict final and writes its event, in one transaction.
 -- No foreign keys: the click path writes only this row, and a click outlives a deleted campaign.
+-- Its indexes grow at the end only (ids and, per account, ids again): a group commit of many
+-- clicks then dirties a handful of pages, not one per click.
 CREATE TABLE clicks (
     id         INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL,
     email_id   INTEGER NOT NULL,
     link_no    INTEGER NOT NULL,
     at         INTEGER NOT NULL,
@@ -98,10 +102,23 @@ CREATE TABLE clicks (
     ip         TEXT,
     user_agent TEXT    NOT NULL DEFAULT '',
     verdict    TEXT,
-    reasons    TEXT
+    reasons    TEXT,
+    released   INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX clicks_pending ON clicks(id) WHERE verdict IS NULL;
-CREATE INDEX clicks_email ON clicks(email_id, at);
+CREATE INDEX clicks_held ON clicks(at) WHERE verdict IS NOT NULL AND released = 0;
+CREATE INDEX clicks_account ON clicks(account_id, id);
+
+-- Judged clicks by email, for the burst signal. Written by the settler, not the click path,
+-- because its inserts land all over the index.
+CREATE TABLE email_clicks (
+    click_id INTEGER NOT NULL,
+    email_id INTEGER NOT NULL,
+    at       INTEGER NOT NULL,
+    link_no  INTEGER NOT NULL,
+    honeypot INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX email_clicks_email ON email_clicks(email_id, at);
 
 CREATE TABLE events (
     id         INTEGER PRIMARY KEY,

@@ -17,16 +17,8 @@ use crate::store::{Account, AccountPatch, ClickFilter};
 
 pub fn router() -> Api {
     Api::new("account")
-        .get(
-            "/rest/v2/account",
-            "The account of the API key: settings and keys (prefixes only).",
-            get_account,
-        )
-        .patch(
-            "/rest/v2/account",
-            "Change name, timezone, snippet_labels or click_filter (merged).",
-            patch_account,
-        )
+        .get("/rest/v2/account", "The account of the API key: settings and keys (prefixes only).", get_account)
+        .patch("/rest/v2/account", "Change name, timezone, snippet_labels or click_filter (merged).", patch_account)
 }
 
 async fn account_json(st: &AppState, a: &Account) -> ApiResult<Value> {
@@ -40,11 +32,7 @@ async fn account_json(st: &AppState, a: &Account) -> ApiResult<Value> {
                    "revoked": k.revoked_at.map(|t| format_time(t, &a.timezone))})
         })
         .collect();
-    let labels: Map<String, Value> = a
-        .snippet_labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), json!(v)))
-        .collect();
+    let labels: Map<String, Value> = a.snippet_labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
     Ok(json!({
         "id": a.id,
         "name": a.name,
@@ -73,10 +61,7 @@ struct AccountBody {
 }
 
 /// Labels merge into the current ones; `""` or null removes a label.
-fn merge_labels(
-    current: &BTreeMap<u8, String>,
-    given: Map<String, Value>,
-) -> ApiResult<BTreeMap<u8, String>> {
+fn merge_labels(current: &BTreeMap<u8, String>, given: Map<String, Value>) -> ApiResult<BTreeMap<u8, String>> {
     let mut out = current.clone();
     for (k, v) in given {
         let slot: u8 = k
@@ -84,11 +69,7 @@ fn merge_labels(
             .parse()
             .ok()
             .filter(|n| (1..=15).contains(n))
-            .ok_or_else(|| {
-                ApiError::wrong_param(format!(
-                    "snippet_labels: {k:?} is not a snippet slot 1..15."
-                ))
-            })?;
+            .ok_or_else(|| ApiError::wrong_param(format!("snippet_labels: {k:?} is not a snippet slot 1..15.")))?;
         match v {
             Value::String(s) if !s.trim().is_empty() => {
                 out.insert(slot, s.trim().to_string());
@@ -107,9 +88,7 @@ fn merge_labels(
 }
 
 fn merge_filter(current: &ClickFilter, given: Map<String, Value>) -> ApiResult<ClickFilter> {
-    let Value::Object(mut merged) =
-        serde_json::to_value(current).map_err(|_| ApiError::internal())?
-    else {
+    let Value::Object(mut merged) = serde_json::to_value(current).map_err(|_| ApiError::internal())? else {
         return Err(ApiError::internal());
     };
     merged.extend(given);
@@ -122,9 +101,7 @@ fn merge_filter(current: &ClickFilter, given: Map<String, Value>) -> ApiResult<C
         )));
     }
     if f.min_seconds_after_send > 86_400 {
-        return Err(ApiError::wrong_param(
-            "click_filter: min_seconds_after_send is at most 86400.",
-        ));
+        return Err(ApiError::wrong_param("click_filter: min_seconds_after_send is at most 86400."));
     }
     Ok(f)
 }
@@ -140,20 +117,9 @@ async fn patch_account(
     };
     let patch = AccountPatch {
         name,
-        timezone: b
-            .timezone
-            .as_deref()
-            .map(parse_timezone)
-            .transpose()?
-            .map(|tz| tz.name().to_string()),
-        snippet_labels: b
-            .snippet_labels
-            .map(|l| merge_labels(&account.snippet_labels, l))
-            .transpose()?,
-        click_filter: b
-            .click_filter
-            .map(|f| merge_filter(&account.click_filter, f))
-            .transpose()?,
+        timezone: b.timezone.as_deref().map(parse_timezone).transpose()?.map(|tz| tz.name().to_string()),
+        snippet_labels: b.snippet_labels.map(|l| merge_labels(&account.snippet_labels, l)).transpose()?,
+        click_filter: b.click_filter.map(|f| merge_filter(&account.click_filter, f)).transpose()?,
     };
     let updated = st.store.update_account(account.id, patch).await?;
     st.auth.clear();

@@ -53,9 +53,7 @@ pub fn key_prefix(key: &str) -> String {
 /// Issues a key for an account; the key itself is returned once and never stored.
 pub async fn issue_key(store: &DynStore, account_id: i64) -> StoreResult<String> {
     let key = new_key();
-    store
-        .add_api_key(account_id, hash_key(&key), key_prefix(&key))
-        .await?;
+    store.add_api_key(account_id, hash_key(&key), key_prefix(&key)).await?;
     Ok(key)
 }
 
@@ -74,10 +72,7 @@ pub fn presented_key(headers: &HeaderMap) -> Option<String> {
     }
     // base64 has no ':', so anything after one is the `:X` some clients append outside it.
     let encoded = cred.trim().split(':').next()?;
-    let raw = STANDARD
-        .decode(encoded)
-        .or_else(|_| STANDARD_NO_PAD.decode(encoded))
-        .ok()?;
+    let raw = STANDARD.decode(encoded).or_else(|_| STANDARD_NO_PAD.decode(encoded)).ok()?;
     let text = String::from_utf8(raw).ok()?;
     let key = match text.split_once(':') {
         Some((user, _)) if !user.is_empty() => user,
@@ -102,11 +97,7 @@ impl FromRequestParts<AppState> for Auth {
                 return Ok(Auth(account.clone()));
             }
         }
-        let account = st
-            .store
-            .account_by_key_hash(&hash)
-            .await?
-            .ok_or_else(ApiError::session)?;
+        let account = st.store.account_by_key_hash(&hash).await?.ok_or_else(ApiError::session)?;
         let mut entries = st.auth.entries.lock().unwrap();
         if entries.len() > 10_000 {
             entries.clear();
@@ -123,10 +114,7 @@ mod tests {
 
     fn with(name: &str, value: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(
-            axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            HeaderValue::from_str(value).unwrap(),
-        );
+        h.insert(axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
         h
     }
 
@@ -141,11 +129,7 @@ mod tests {
             format!("basic {}", b(&format!(":{k}"))),
             format!("Basic {}:X", b(k)),
         ] {
-            assert_eq!(
-                presented_key(&with("authorization", &v)).as_deref(),
-                Some(k),
-                "{v}"
-            );
+            assert_eq!(presented_key(&with("authorization", &v)).as_deref(), Some(k), "{v}");
         }
         assert_eq!(presented_key(&with("authorization", "Bearer x")), None);
         assert_eq!(presented_key(&with("authorization", "Basic !!!")), None);

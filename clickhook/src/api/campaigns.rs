@@ -16,28 +16,12 @@ use crate::store::{Campaign, CampaignPatch, Enrollment, EnrollmentPatch, NewCamp
 
 pub fn router() -> Api {
     Api::new("campaigns")
-        .get(
-            "/rest/v1/campaign_list",
-            "Woodpecker's campaign list; filters status and id.",
-            campaign_list,
-        )
-        .post(
-            "/rest/v2/campaigns",
-            "Create a campaign with its mailboxes and ordered steps.",
-            create,
-        )
+        .get("/rest/v1/campaign_list", "Woodpecker's campaign list; filters status and id.", campaign_list)
+        .post("/rest/v2/campaigns", "Create a campaign with its mailboxes and ordered steps.", create)
         .get("/rest/v2/campaigns", "List campaigns.", list)
         .get("/rest/v2/campaigns/{id}", "One campaign.", get_one)
-        .patch(
-            "/rest/v2/campaigns/{id}",
-            "Change name, status, mailboxes or steps.",
-            patch,
-        )
-        .delete(
-            "/rest/v2/campaigns/{id}",
-            "Delete a campaign, its enrollments, emails and links.",
-            delete,
-        )
+        .patch("/rest/v2/campaigns/{id}", "Change name, status, mailboxes or steps.", patch)
+        .delete("/rest/v2/campaigns/{id}", "Delete a campaign, its enrollments, emails and links.", delete)
         .patch(
             "/rest/v2/campaigns/{id}/prospects/{prospect_id}",
             "Move an enrolled prospect to a step or set followup_after.",
@@ -46,8 +30,7 @@ pub fn router() -> Api {
 }
 
 pub fn path_id(raw: &str, what: &str) -> ApiResult<i64> {
-    raw.parse()
-        .map_err(|_| ApiError::wrong_param(format!("{what} id must be an integer, not {raw:?}.")))
+    raw.parse().map_err(|_| ApiError::wrong_param(format!("{what} id must be an integer, not {raw:?}.")))
 }
 
 fn campaign_json(c: &Campaign, tz: &str) -> Value {
@@ -68,15 +51,8 @@ fn campaign_json(c: &Campaign, tz: &str) -> Value {
     })
 }
 
-async fn campaign_list(
-    State(st): State<AppState>,
-    Auth(account): Auth,
-    params: Params,
-) -> ApiResult<Response> {
-    let status = params
-        .str("status")
-        .map(CampaignStatus::parse)
-        .transpose()?;
+async fn campaign_list(State(st): State<AppState>, Auth(account): Auth, params: Params) -> ApiResult<Response> {
+    let status = params.str("status").map(CampaignStatus::parse).transpose()?;
     let ids = params.ids("id")?;
     let items: Vec<Value> = st
         .store
@@ -133,16 +109,9 @@ fn parse_steps(steps: Vec<StepBody>) -> ApiResult<Vec<Step>> {
         .into_iter()
         .enumerate()
         .map(|(i, s)| {
-            let kind = s
-                .step_type
-                .as_deref()
-                .map(StepType::parse)
-                .transpose()
-                .map_err(|e| e.at(format!("steps[{i}]")))?;
-            Ok(Step {
-                step_type: kind.unwrap_or(StepType::Email).as_str().to_string(),
-                track_links: s.track_links,
-            })
+            let kind =
+                s.step_type.as_deref().map(StepType::parse).transpose().map_err(|e| e.at(format!("steps[{i}]")))?;
+            Ok(Step { step_type: kind.unwrap_or(StepType::Email).as_str().to_string(), track_links: s.track_links })
         })
         .collect()
 }
@@ -151,9 +120,7 @@ fn parse_mailboxes(m: Vec<String>) -> ApiResult<Vec<String>> {
     m.iter()
         .enumerate()
         .map(|(i, s)| {
-            EmailAddress::parse(s)
-                .map(|e| e.as_str().to_string())
-                .map_err(|e| e.at(format!("mailboxes[{i}]")))
+            EmailAddress::parse(s).map(|e| e.as_str().to_string()).map_err(|e| e.at(format!("mailboxes[{i}]")))
         })
         .collect()
 }
@@ -177,12 +144,7 @@ async fn create(
     let new = NewCampaign {
         id: b.id,
         name: parse_name(b.name.ok_or_else(|| ApiError::required("name"))?)?,
-        status: b
-            .status
-            .as_deref()
-            .map(CampaignStatus::parse)
-            .transpose()?
-            .unwrap_or(CampaignStatus::Draft),
+        status: b.status.as_deref().map(CampaignStatus::parse).transpose()?.unwrap_or(CampaignStatus::Draft),
         from_name: b.from_name.unwrap_or_default(),
         mailboxes: parse_mailboxes(b.mailboxes.unwrap_or_default())?,
         steps: parse_steps(b.steps.unwrap_or_default())?,
@@ -191,36 +153,20 @@ async fn create(
         return Err(ApiError::wrong_param("id must be a positive integer."));
     }
     let c = st.store.create_campaign(account.id, new).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(campaign_json(&c, &account.timezone)),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, Json(campaign_json(&c, &account.timezone))).into_response())
 }
 
 async fn list(State(st): State<AppState>, Auth(account): Auth) -> ApiResult<Response> {
-    let items: Vec<Value> = st
-        .store
-        .list_campaigns(account.id)
-        .await?
-        .iter()
-        .map(|c| campaign_json(c, &account.timezone))
-        .collect();
+    let items: Vec<Value> =
+        st.store.list_campaigns(account.id).await?.iter().map(|c| campaign_json(c, &account.timezone)).collect();
     let total = items.len() as i64;
     let mut res = Json(Value::Array(items)).into_response();
     res.headers_mut().insert("x-total-count", total.into());
     Ok(res)
 }
 
-async fn get_one(
-    State(st): State<AppState>,
-    Auth(account): Auth,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    let c = st
-        .store
-        .campaign(account.id, path_id(&id, "campaign")?)
-        .await?;
+async fn get_one(State(st): State<AppState>, Auth(account): Auth, Path(id): Path<String>) -> ApiResult<Response> {
+    let c = st.store.campaign(account.id, path_id(&id, "campaign")?).await?;
     Ok(Json(campaign_json(&c, &account.timezone)).into_response())
 }
 
@@ -240,21 +186,12 @@ async fn patch(
         mailboxes: b.mailboxes.map(parse_mailboxes).transpose()?,
         steps: b.steps.map(parse_steps).transpose()?,
     };
-    let c = st
-        .store
-        .update_campaign(account.id, path_id(&id, "campaign")?, patch)
-        .await?;
+    let c = st.store.update_campaign(account.id, path_id(&id, "campaign")?, patch).await?;
     Ok(Json(campaign_json(&c, &account.timezone)).into_response())
 }
 
-async fn delete(
-    State(st): State<AppState>,
-    Auth(account): Auth,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    st.store
-        .delete_campaign(account.id, path_id(&id, "campaign")?)
-        .await?;
+async fn delete(State(st): State<AppState>, Auth(account): Auth, Path(id): Path<String>) -> ApiResult<Response> {
+    st.store.delete_campaign(account.id, path_id(&id, "campaign")?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -295,9 +232,7 @@ async fn patch_enrollment(
         None => None,
         Some(None) => Some(None),
         Some(Some(t)) => Some(Some(parse_time(&t).ok_or_else(|| {
-            ApiError::wrong_param(
-                "followup_after must be an ISO 8601 time such as 2025-03-22T00:00:00+0100.",
-            )
+            ApiError::wrong_param("followup_after must be an ISO 8601 time such as 2025-03-22T00:00:00+0100.")
         })?)),
     };
     let e = st
@@ -306,10 +241,7 @@ async fn patch_enrollment(
             account.id,
             path_id(&id, "campaign")?,
             path_id(&prospect_id, "prospect")?,
-            EnrollmentPatch {
-                step: b.step,
-                followup_after,
-            },
+            EnrollmentPatch { step: b.step, followup_after },
         )
         .await?;
     Ok(Json(enrollment_json(&e, &account.timezone)).into_response())

@@ -18,19 +18,11 @@ pub fn router() -> Api {
     )
 }
 
-async fn list(
-    State(st): State<AppState>,
-    Auth(account): Auth,
-    params: Params,
-) -> ApiResult<Response> {
+async fn list(State(st): State<AppState>, Auth(account): Auth, params: Params) -> ApiResult<Response> {
     let (offset, limit) = params.page(1000)?;
     let verdict = match params.str("verdict") {
         Some(v @ ("human" | "bot" | "pending")) => Some(v.to_string()),
-        Some(v) => {
-            return Err(ApiError::wrong_param(format!(
-                "verdict must be human, bot or pending, not {v:?}."
-            )))
-        }
+        Some(v) => return Err(ApiError::wrong_param(format!("verdict must be human, bot or pending, not {v:?}."))),
         None => None,
     };
     let q = ClickQuery {

@@ -64,29 +64,20 @@ async fn send(
     if b.html.is_none() && b.text.is_none() {
         return Err(ApiError::required("html or text"));
     }
-    if b.idempotency_key
-        .as_ref()
-        .is_some_and(|k| k.is_empty() || k.len() > 255)
-    {
-        return Err(ApiError::wrong_param(
-            "idempotency_key must be 1 to 255 bytes.",
-        ));
+    if b.idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 255) {
+        return Err(ApiError::wrong_param("idempotency_key must be 1 to 255 bytes."));
     }
     let sent_at = match &b.sent_at {
-        Some(t) => parse_time(t)
-            .ok_or_else(|| ApiError::wrong_param("sent_at must be an ISO 8601 time."))?,
+        Some(t) => parse_time(t).ok_or_else(|| ApiError::wrong_param("sent_at must be an ISO 8601 time."))?,
         None => now_millis(),
     };
     let campaign = st.store.campaign(account.id, campaign_id).await?;
-    let step = usize::try_from(step_no - 1)
-        .ok()
-        .and_then(|i| campaign.steps.get(i))
-        .ok_or_else(|| {
-            ApiError::wrong_param(format!(
-                "Step {step_no} does not exist; the campaign has {} steps.",
-                campaign.steps.len()
-            ))
-        })?;
+    let step = usize::try_from(step_no - 1).ok().and_then(|i| campaign.steps.get(i)).ok_or_else(|| {
+        ApiError::wrong_param(format!(
+            "Step {step_no} does not exist; the campaign has {} steps.",
+            campaign.steps.len()
+        ))
+    })?;
     if step.kind() != StepType::Email {
         return Err(ApiError::wrong_param(format!(
             "Step {step_no} is a {} step; only EMAIL steps send emails.",
@@ -97,31 +88,20 @@ async fn send(
     let html = b.html.as_deref().unwrap_or_default();
     let text = b.text.as_deref().unwrap_or_default();
     let (html_links, text_links) = if step.track_links {
-        let html_links = rewrite::collect_html(html)
-            .map_err(|e| ApiError::wrong_param(format!("Unreadable HTML: {e}.")))?;
+        let html_links =
+            rewrite::collect_html(html).map_err(|e| ApiError::wrong_param(format!("Unreadable HTML: {e}.")))?;
         (html_links, rewrite::collect_text(text))
     } else {
         (Vec::new(), Vec::new())
     };
     let honeypot = step.track_links && b.html.is_some() && account.click_filter.honeypot;
-    let mut links: Vec<NewLink> = html_links
-        .iter()
-        .chain(&text_links)
-        .map(|u| NewLink {
-            url: u.clone(),
-            honeypot: false,
-        })
-        .collect();
+    let mut links: Vec<NewLink> =
+        html_links.iter().chain(&text_links).map(|u| NewLink { url: u.clone(), honeypot: false }).collect();
     if honeypot {
-        links.push(NewLink {
-            url: format!("{}/", st.settings.public_url),
-            honeypot: true,
-        });
+        links.push(NewLink { url: format!("{}/", st.settings.public_url), honeypot: true });
     }
     if links.len() > 1000 {
-        return Err(ApiError::wrong_param(
-            "An email may hold at most 1000 tracked links.",
-        ));
+        return Err(ApiError::wrong_param("An email may hold at most 1000 tracked links."));
     }
     let sent = st
         .store
@@ -142,41 +122,23 @@ async fn send(
 
     let tracked: Vec<String> = (1..=sent.links.len() as i64)
         .map(|link_no| {
-            format!(
-                "{}/c/{}",
-                st.settings.public_url,
-                st.link_keys.sign(LinkRef {
-                    email_id: sent.id,
-                    link_no
-                })
-            )
+            format!("{}/c/{}", st.settings.public_url, st.link_keys.sign(LinkRef { email_id: sent.id, link_no }))
         })
         .collect();
     let n_html = html_links.len().min(tracked.len());
-    let honeypot_url = sent
-        .links
-        .iter()
-        .zip(&tracked)
-        .find(|(l, _)| l.honeypot)
-        .map(|(_, t)| t.clone());
+    let honeypot_url = sent.links.iter().zip(&tracked).find(|(l, _)| l.honeypot).map(|(_, t)| t.clone());
     let html_out = match &b.html {
         Some(h) => Some(
             rewrite::rewrite_html(
                 h,
                 &tracked[..n_html],
-                honeypot_url
-                    .as_deref()
-                    .map(rewrite::honeypot_anchor)
-                    .as_deref(),
+                honeypot_url.as_deref().map(rewrite::honeypot_anchor).as_deref(),
             )
             .map_err(|e| ApiError::wrong_param(format!("Unreadable HTML: {e}.")))?,
         ),
         None => None,
     };
-    let text_out = b
-        .text
-        .as_deref()
-        .map(|t| rewrite::rewrite_text(t, &tracked[n_html..]));
+    let text_out = b.text.as_deref().map(|t| rewrite::rewrite_text(t, &tracked[n_html..]));
     let links: Vec<_> = sent
         .links
         .iter()
@@ -184,11 +146,7 @@ async fn send(
         .filter(|(l, _)| !l.honeypot)
         .map(|(l, t)| json!({"url": l.url, "tracked_url": t}))
         .collect();
-    let status = if sent.replayed {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
+    let status = if sent.replayed { StatusCode::OK } else { StatusCode::CREATED };
     Ok((
         status,
         Json(json!({

@@ -60,67 +60,30 @@ pub struct Api {
 
 impl Api {
     pub fn new(tag: &'static str) -> Self {
-        Api {
-            router: Router::new(),
-            ops: Vec::new(),
-            tag,
-        }
+        Api { router: Router::new(), ops: Vec::new(), tag }
     }
 
-    fn add<H, T>(
-        mut self,
-        method: Method,
-        path: &'static str,
-        summary: &'static str,
-        auth: bool,
-        h: H,
-    ) -> Self
+    fn add<H, T>(mut self, method: Method, path: &'static str, summary: &'static str, auth: bool, h: H) -> Self
     where
         H: Handler<T, AppState>,
         T: 'static,
     {
         let filter = MethodFilter::try_from(method.clone()).expect("a routable method");
         self.router = self.router.route(path, on(filter, h));
-        self.ops.push(Op {
-            method,
-            path,
-            summary,
-            tag: self.tag,
-            authenticated: auth,
-        });
+        self.ops.push(Op { method, path, summary, tag: self.tag, authenticated: auth });
         self
     }
 
-    pub fn get<H: Handler<T, AppState>, T: 'static>(
-        self,
-        path: &'static str,
-        summary: &'static str,
-        h: H,
-    ) -> Self {
+    pub fn get<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, summary: &'static str, h: H) -> Self {
         self.add(Method::GET, path, summary, true, h)
     }
-    pub fn post<H: Handler<T, AppState>, T: 'static>(
-        self,
-        path: &'static str,
-        summary: &'static str,
-        h: H,
-    ) -> Self {
+    pub fn post<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, summary: &'static str, h: H) -> Self {
         self.add(Method::POST, path, summary, true, h)
     }
-    pub fn patch<H: Handler<T, AppState>, T: 'static>(
-        self,
-        path: &'static str,
-        summary: &'static str,
-        h: H,
-    ) -> Self {
+    pub fn patch<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, summary: &'static str, h: H) -> Self {
         self.add(Method::PATCH, path, summary, true, h)
     }
-    pub fn delete<H: Handler<T, AppState>, T: 'static>(
-        self,
-        path: &'static str,
-        summary: &'static str,
-        h: H,
-    ) -> Self {
+    pub fn delete<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, summary: &'static str, h: H) -> Self {
         self.add(Method::DELETE, path, summary, true, h)
     }
     pub fn public<H: Handler<T, AppState>, T: 'static>(
@@ -159,12 +122,7 @@ pub fn api() -> Api {
             "HEAD of a tracked link; recorded, and judged a bot's.",
             crate::click::follow,
         )
-        .public(
-            Method::GET,
-            "/healthz",
-            "Liveness and store reachability.",
-            healthz,
-        )
+        .public(Method::GET, "/healthz", "Liveness and store reachability.", healthz)
         .public(Method::GET, "/metrics", "Prometheus metrics.", metrics)
         .public(Method::GET, "/openapi.json", "This document.", openapi_json)
         .merge(prospects::router())
@@ -182,20 +140,12 @@ pub fn router(state: AppState) -> Router {
 
 async fn fallback(method: Method) -> ApiError {
     let _ = method;
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "E_URL_NOT_FOUND",
-        "No such endpoint.",
-    )
+    ApiError::new(StatusCode::NOT_FOUND, "E_URL_NOT_FOUND", "No such endpoint.")
 }
 
 async fn healthz(State(st): State<AppState>) -> Response {
     match st.store.outbox_depth().await {
-        Ok(_) => (
-            StatusCode::OK,
-            axum::Json(json!({"status": "ok", "store": st.store.backend()})),
-        )
-            .into_response(),
+        Ok(_) => (StatusCode::OK, axum::Json(json!({"status": "ok", "store": st.store.backend()}))).into_response(),
         Err(_) => ApiError::unavailable().into_response(),
     }
 }
@@ -203,16 +153,8 @@ async fn healthz(State(st): State<AppState>) -> Response {
 async fn metrics(State(st): State<AppState>) -> Response {
     let depth = st.store.outbox_depth().await.unwrap_or_default();
     let body = crate::metrics::METRICS.render(&[
-        (
-            "clickhook_outbox_pending_clicks",
-            "Clicks waiting for their verdict and event.",
-            depth.clicks_pending,
-        ),
-        (
-            "clickhook_events_total",
-            "link_clicked events written to the outbox.",
-            depth.events_total,
-        ),
+        ("clickhook_outbox_pending_clicks", "Clicks waiting for their verdict and event.", depth.clicks_pending),
+        ("clickhook_events_total", "link_clicked events written to the outbox.", depth.events_total),
     ]);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
@@ -243,9 +185,7 @@ pub fn openapi_document(ops: &[Op]) -> Value {
         if !op.authenticated {
             operation["security"] = json!([]);
         }
-        let entry = paths
-            .entry(op.path.to_string())
-            .or_insert_with(|| json!({}));
+        let entry = paths.entry(op.path.to_string()).or_insert_with(|| json!({}));
         entry[op.method.as_str().to_lowercase()] = operation;
     }
     json!({
@@ -283,16 +223,12 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 
 pub async fn read_body(req: Request, st: &AppState) -> ApiResult<bytes::Bytes> {
     let limit = st.settings.max_body_bytes;
-    axum::body::to_bytes(req.into_body(), limit)
-        .await
-        .map_err(|_| ApiError::too_large(limit))
+    axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| ApiError::too_large(limit))
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::wrong_param(
-            "The request body is empty; expected JSON.",
-        ));
+        return Err(ApiError::wrong_param("The request body is empty; expected JSON."));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
@@ -336,9 +272,7 @@ impl Params {
             .get(name)
             .filter(|v| !v.is_empty())
             .map(|v| {
-                v.trim().parse().map_err(|_| {
-                    ApiError::wrong_param(format!("{name} must be an integer, not {v:?}."))
-                })
+                v.trim().parse().map_err(|_| ApiError::wrong_param(format!("{name} must be an integer, not {v:?}.")))
             })
             .transpose()
     }
@@ -349,17 +283,14 @@ impl Params {
         v.split(',')
             .filter(|s| !s.trim().is_empty())
             .map(|s| {
-                s.trim().parse().map_err(|_| {
-                    ApiError::wrong_param(format!("{name} must be a list of integers, not {v:?}."))
-                })
+                s.trim()
+                    .parse()
+                    .map_err(|_| ApiError::wrong_param(format!("{name} must be a list of integers, not {v:?}.")))
             })
             .collect()
     }
     pub fn str(&self, name: &str) -> Option<&str> {
-        self.0
-            .get(name)
-            .map(String::as_str)
-            .filter(|s| !s.is_empty())
+        self.0.get(name).map(String::as_str).filter(|s| !s.is_empty())
     }
     /// Pagination: `page` from 1, `per_page` up to `max` (default 100). Returns (offset, limit).
     pub fn page(&self, max: i64) -> ApiResult<(i64, i64)> {
@@ -369,9 +300,7 @@ impl Params {
             return Err(ApiError::wrong_param("page starts at 1."));
         }
         if !(1..=max).contains(&per_page) {
-            return Err(ApiError::wrong_param(format!(
-                "per_page must be between 1 and {max}."
-            )));
+            return Err(ApiError::wrong_param(format!("per_page must be between 1 and {max}.")));
         }
         Ok(((page - 1).saturating_mul(per_page), per_page))
     }
@@ -406,8 +335,7 @@ pub fn list_response(total: i64, items: Vec<Value>) -> Response {
     } else {
         axum::Json(Value::Array(items)).into_response()
     };
-    res.headers_mut()
-        .insert("x-total-count", HeaderValue::from(total));
+    res.headers_mut().insert("x-total-count", HeaderValue::from(total));
     res
 }
 

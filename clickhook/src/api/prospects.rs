@@ -9,9 +9,7 @@ use serde_json::{json, Map, Value};
 
 use super::auth::Auth;
 use super::{list_response, ok_status, Api, AppState, JsonBody, Params};
-use crate::domain::{
-    EmailAddress, Interested, ProspectFields, ProspectInput, ProspectStatus, TEXT_FIELDS,
-};
+use crate::domain::{EmailAddress, Interested, ProspectFields, ProspectInput, ProspectStatus, TEXT_FIELDS};
 use crate::error::{ApiError, ApiResult};
 use crate::event::format_time;
 use crate::store::{Prospect, ProspectQuery, SortKey, UpsertProspects, Upserted};
@@ -26,31 +24,11 @@ pub fn router() -> Api {
             "List prospects: page, per_page, sort, id, status, interested, campaigns_id, search.",
             list,
         )
-        .delete(
-            "/rest/v1/prospects",
-            "Delete prospects by id (comma-separated).",
-            delete,
-        )
-        .post(
-            "/rest/v1/add_prospects_list",
-            "Add or update prospects (matched by email).",
-            add_list,
-        )
-        .post(
-            "/rest/v1/add_prospects_campaign",
-            "Add or update prospects and enroll them in a campaign.",
-            add_campaign,
-        )
-        .post(
-            "/rest/v1/stop_followups",
-            "Stop a prospect in every campaign.",
-            stop_followups,
-        )
-        .post(
-            "/rest/v2/prospects/import",
-            "Import prospects from a CSV body; file_name names the file.",
-            import,
-        )
+        .delete("/rest/v1/prospects", "Delete prospects by id (comma-separated).", delete)
+        .post("/rest/v1/add_prospects_list", "Add or update prospects (matched by email).", add_list)
+        .post("/rest/v1/add_prospects_campaign", "Add or update prospects and enroll them in a campaign.", add_campaign)
+        .post("/rest/v1/stop_followups", "Stop a prospect in every campaign.", stop_followups)
+        .post("/rest/v2/prospects/import", "Import prospects from a CSV body; file_name names the file.", import)
 }
 
 pub fn prospect_json(p: &Prospect, tz: &str) -> Value {
@@ -81,24 +59,14 @@ pub fn prospect_json(p: &Prospect, tz: &str) -> Value {
     m.insert("status".into(), json!(p.status));
     m.insert("interested".into(), json!(p.interested));
     m.insert("imported".into(), json!(p.imported));
-    m.insert(
-        "last_contacted".into(),
-        json!(p
-            .last_contacted
-            .map(|t| format_time(t, tz))
-            .unwrap_or_default()),
-    );
+    m.insert("last_contacted".into(), json!(p.last_contacted.map(|t| format_time(t, tz)).unwrap_or_default()));
     m.insert("in_campaign".into(), json!(p.in_campaign));
     m.insert("emails_sent".into(), json!(p.emails_sent));
     m.insert("updated".into(), json!(format_time(p.updated_at, tz)));
     Value::Object(m)
 }
 
-async fn list(
-    State(st): State<AppState>,
-    Auth(account): Auth,
-    params: Params,
-) -> ApiResult<Response> {
+async fn list(State(st): State<AppState>, Auth(account): Auth, params: Params) -> ApiResult<Response> {
     let (offset, limit) = params.page(1000)?;
     let mut q = ProspectQuery {
         offset,
@@ -128,30 +96,18 @@ async fn list(
     }
     if let Some(search) = params.str("search") {
         for term in search.split(',').filter(|s| !s.trim().is_empty()) {
-            let (field, value) = term.split_once('=').ok_or_else(|| {
-                ApiError::wrong_param(format!("search term {term:?} is not field=value."))
-            })?;
+            let (field, value) = term
+                .split_once('=')
+                .ok_or_else(|| ApiError::wrong_param(format!("search term {term:?} is not field=value.")))?;
             let field = field.trim().to_ascii_lowercase();
-            if field != "email"
-                && !TEXT_FIELDS.contains(&field.as_str())
-                && field != "status"
-                && field != "imported"
-            {
-                return Err(ApiError::wrong_param(format!(
-                    "Cannot search by {field:?}."
-                )));
+            if field != "email" && !TEXT_FIELDS.contains(&field.as_str()) && field != "status" && field != "imported" {
+                return Err(ApiError::wrong_param(format!("Cannot search by {field:?}.")));
             }
             q.search.push((field, value.trim().to_string()));
         }
     }
     let (total, prospects) = st.store.list_prospects(account.id, q).await?;
-    Ok(list_response(
-        total,
-        prospects
-            .iter()
-            .map(|p| prospect_json(p, &account.timezone))
-            .collect(),
-    ))
+    Ok(list_response(total, prospects.iter().map(|p| prospect_json(p, &account.timezone)).collect()))
 }
 
 /// Woodpecker clients send `update` as a boolean or as the string "true"/"false".
@@ -161,17 +117,13 @@ fn parse_update(v: &Option<Value>) -> ApiResult<bool> {
         Some(Value::Bool(b)) => Ok(*b),
         Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(true),
         Some(Value::String(s)) if s.eq_ignore_ascii_case("false") || s.is_empty() => Ok(false),
-        Some(other) => Err(ApiError::wrong_param(format!(
-            "update must be true or false, not {other}."
-        ))),
+        Some(other) => Err(ApiError::wrong_param(format!("update must be true or false, not {other}."))),
     }
 }
 
 /// One element of `prospects`: an object with `email` and prospect fields.
 pub fn parse_prospect(v: &Value) -> ApiResult<ProspectInput> {
-    let obj = v
-        .as_object()
-        .ok_or_else(|| ApiError::wrong_param("A prospect must be a JSON object."))?;
+    let obj = v.as_object().ok_or_else(|| ApiError::wrong_param("A prospect must be a JSON object."))?;
     let email = match obj.get("email") {
         Some(Value::String(s)) => EmailAddress::parse(s)?,
         None | Some(Value::Null) => return Err(ApiError::required("email")),
@@ -226,16 +178,9 @@ struct AddCampaign {
 
 pub fn int_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     match Value::deserialize(d)? {
-        Value::Number(n) => n
-            .as_i64()
-            .ok_or_else(|| serde::de::Error::custom("expected an integer")),
-        Value::String(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| serde::de::Error::custom("expected an integer")),
-        other => Err(serde::de::Error::custom(format!(
-            "expected an integer, not {other}"
-        ))),
+        Value::Number(n) => n.as_i64().ok_or_else(|| serde::de::Error::custom("expected an integer")),
+        Value::String(s) => s.trim().parse().map_err(|_| serde::de::Error::custom("expected an integer")),
+        other => Err(serde::de::Error::custom(format!("expected an integer, not {other}"))),
     }
 }
 
@@ -251,33 +196,17 @@ async fn add(
         return Err(ApiError::required("prospects"));
     }
     if items.len() > MAX_PER_REQUEST {
-        return Err(ApiError::wrong_param(format!(
-            "At most {MAX_PER_REQUEST} prospects per request."
-        )));
+        return Err(ApiError::wrong_param(format!("At most {MAX_PER_REQUEST} prospects per request.")));
     }
     let parsed: Vec<ApiResult<ProspectInput>> = items.iter().map(parse_prospect).collect();
-    let valid: Vec<ProspectInput> = parsed
-        .iter()
-        .filter_map(|p| p.as_ref().ok().cloned())
-        .collect();
+    let valid: Vec<ProspectInput> = parsed.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
     if valid.is_empty() {
-        let first = parsed
-            .into_iter()
-            .find_map(Result::err)
-            .expect("no valid prospect means an error");
+        let first = parsed.into_iter().find_map(Result::err).expect("no valid prospect means an error");
         return Err(first.at("prospects[0]"));
     }
     let outcomes = st
         .store
-        .upsert_prospects(
-            account_id,
-            UpsertProspects {
-                prospects: valid,
-                update,
-                imported,
-                campaign_id,
-            },
-        )
+        .upsert_prospects(account_id, UpsertProspects { prospects: valid, update, imported, campaign_id })
         .await?;
     let mut outcomes = outcomes.into_iter();
     let report: Vec<Value> = parsed
@@ -286,11 +215,7 @@ async fn add(
         .map(|(p, raw)| match p {
             Ok(p) => {
                 let o = outcomes.next().expect("one outcome per valid prospect");
-                let status = if matches!(o, Upserted::Unchanged(_)) {
-                    "DUPLICATE"
-                } else {
-                    "OK"
-                };
+                let status = if matches!(o, Upserted::Unchanged(_)) { "DUPLICATE" } else { "OK" };
                 json!({"id": o.id(), "email": p.email.as_str(), "status": status,
                        "created": matches!(o, Upserted::Created(_))})
             }
@@ -309,15 +234,7 @@ async fn add_list(
     JsonBody(body): JsonBody<AddList>,
 ) -> ApiResult<Response> {
     let update = parse_update(&body.update)?;
-    add(
-        &st,
-        account.id,
-        body.prospects,
-        update,
-        body.file_name,
-        None,
-    )
-    .await
+    add(&st, account.id, body.prospects, update, body.file_name, None).await
 }
 
 async fn add_campaign(
@@ -326,22 +243,10 @@ async fn add_campaign(
     JsonBody(body): JsonBody<AddCampaign>,
 ) -> ApiResult<Response> {
     let update = parse_update(&body.update)?;
-    add(
-        &st,
-        account.id,
-        body.prospects,
-        update,
-        body.file_name,
-        Some(body.campaign.campaign_id),
-    )
-    .await
+    add(&st, account.id, body.prospects, update, body.file_name, Some(body.campaign.campaign_id)).await
 }
 
-async fn delete(
-    State(st): State<AppState>,
-    Auth(account): Auth,
-    params: Params,
-) -> ApiResult<Response> {
+async fn delete(State(st): State<AppState>, Auth(account): Auth, params: Params) -> ApiResult<Response> {
     let ids = params.ids("id")?;
     if ids.is_empty() {
         return Err(ApiError::required("id"));
@@ -374,32 +279,17 @@ async fn stop_followups(
     Ok(ok_status("Follow-ups stopped."))
 }
 
-async fn import(
-    State(st): State<AppState>,
-    Auth(account): Auth,
-    params: Params,
-    req: Request,
-) -> ApiResult<Response> {
+async fn import(State(st): State<AppState>, Auth(account): Auth, params: Params, req: Request) -> ApiResult<Response> {
     let file_name = params.str("file_name").unwrap_or("API import").to_string();
     let campaign = params.int("campaign_id")?;
     let body = super::read_body(req, &st).await?;
     // Checked whole before anything is written: a bad file leaves the data as it was.
     if std::str::from_utf8(&body).is_err() {
-        return Err(ApiError::wrong_param(
-            "The CSV is not valid UTF-8; save it as UTF-8 and retry.",
-        ));
+        return Err(ApiError::wrong_param("The CSV is not valid UTF-8; save it as UTF-8 and retry."));
     }
     if body.is_empty() {
         return Err(ApiError::wrong_param("The CSV is empty."));
     }
-    let report = crate::import::import_csv(
-        &st.store,
-        account.id,
-        campaign,
-        &file_name,
-        &body[..],
-        |_| {},
-    )
-    .await?;
+    let report = crate::import::import_csv(&st.store, account.id, campaign, &file_name, &body[..], |_| {}).await?;
     Ok((StatusCode::OK, Json(report)).into_response())
 }

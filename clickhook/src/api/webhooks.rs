@@ -23,21 +23,9 @@ pub fn router() -> Api {
             "Subscribe a target URL to an event (at most 3 URLs per event).",
             subscribe,
         )
-        .post(
-            "/rest/v1/webhooks/unsubscribe",
-            "Remove a subscription.",
-            unsubscribe,
-        )
-        .get(
-            "/rest/v2/webhooks",
-            "Woodpecker's list of subscriptions (event names upper case).",
-            list_webhooks,
-        )
-        .get(
-            "/rest/v2/subscriptions",
-            "Subscriptions with id, secret, status and last outcomes.",
-            list_subscriptions,
-        )
+        .post("/rest/v1/webhooks/unsubscribe", "Remove a subscription.", unsubscribe)
+        .get("/rest/v2/webhooks", "Woodpecker's list of subscriptions (event names upper case).", list_webhooks)
+        .get("/rest/v2/subscriptions", "Subscriptions with id, secret, status and last outcomes.", list_subscriptions)
 }
 
 #[derive(Deserialize)]
@@ -53,10 +41,7 @@ pub fn new_secret() -> String {
     use rand::RngCore;
     let mut b = [0u8; 24];
     rand::rng().fill_bytes(&mut b);
-    format!(
-        "whsec_{}",
-        base64::engine::general_purpose::STANDARD.encode(b)
-    )
+    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(b))
 }
 
 fn parse_body(b: &SubscribeBody) -> ApiResult<(url::Url, &'static str)> {
@@ -75,30 +60,16 @@ async fn subscribe(
         target::check_public(&url).await?;
     }
     // Kept as given: receivers compare the URL they subscribed with what they list.
-    let target_url = b
-        .target_url
-        .as_deref()
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    match st
-        .store
-        .subscribe(account.id, &target_url, event, new_secret())
-        .await?
-    {
-        Subscribed::Created(_) => Ok((
-            StatusCode::CREATED,
-            Json(json!({"target_url": target_url, "event": event, "message": "Subscribed."})),
-        )
-            .into_response()),
-        Subscribed::Duplicate => Err(ApiError::conflict(
-            "E_WRONG_PARAM",
-            "Event defined for this url.",
-        )),
-        Subscribed::TooMany => Err(ApiError::conflict(
-            "E_WRONG_PARAM",
-            "This event already has 3 target URLs; unsubscribe one first.",
-        )),
+    let target_url = b.target_url.as_deref().unwrap_or_default().trim().to_string();
+    match st.store.subscribe(account.id, &target_url, event, new_secret()).await? {
+        Subscribed::Created(_) => {
+            Ok((StatusCode::CREATED, Json(json!({"target_url": target_url, "event": event, "message": "Subscribed."})))
+                .into_response())
+        }
+        Subscribed::Duplicate => Err(ApiError::conflict("E_WRONG_PARAM", "Event defined for this url.")),
+        Subscribed::TooMany => {
+            Err(ApiError::conflict("E_WRONG_PARAM", "This event already has 3 target URLs; unsubscribe one first."))
+        }
     }
 }
 
@@ -108,12 +79,7 @@ async fn unsubscribe(
     JsonBody(b): JsonBody<SubscribeBody>,
 ) -> ApiResult<Response> {
     let (_, event) = parse_body(&b)?;
-    let target_url = b
-        .target_url
-        .as_deref()
-        .unwrap_or_default()
-        .trim()
-        .to_string();
+    let target_url = b.target_url.as_deref().unwrap_or_default().trim().to_string();
     if !st.store.unsubscribe(account.id, &target_url, event).await? {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -121,10 +87,7 @@ async fn unsubscribe(
             "No subscription of this event for this url.",
         ));
     }
-    Ok(
-        Json(json!({"target_url": target_url, "event": event, "message": "Unsubscribed."}))
-            .into_response(),
-    )
+    Ok(Json(json!({"target_url": target_url, "event": event, "message": "Unsubscribed."})).into_response())
 }
 
 async fn list_webhooks(State(st): State<AppState>, Auth(account): Auth) -> ApiResult<Response> {
@@ -151,10 +114,7 @@ pub fn subscription_json(s: &Subscription, tz: &str) -> Value {
     })
 }
 
-async fn list_subscriptions(
-    State(st): State<AppState>,
-    Auth(account): Auth,
-) -> ApiResult<Response> {
+async fn list_subscriptions(State(st): State<AppState>, Auth(account): Auth) -> ApiResult<Response> {
     let subs: Vec<Value> = st
         .store
         .list_subscriptions(account.id)

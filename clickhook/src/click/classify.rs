@@ -32,10 +32,7 @@ impl ScannerLists {
             if let Some(ua) = line.strip_prefix("ua:") {
                 lists.user_agents.push(ua.trim().to_ascii_lowercase());
             } else if let Some(net) = line.strip_prefix("net:") {
-                let (ip, len) = net
-                    .trim()
-                    .split_once('/')
-                    .ok_or_else(|| bad("network without /length"))?;
+                let (ip, len) = net.trim().split_once('/').ok_or_else(|| bad("network without /length"))?;
                 let ip: IpAddr = ip.parse().map_err(|_| bad("bad address"))?;
                 let len: u8 = len.parse().map_err(|_| bad("bad prefix length"))?;
                 if len > if ip.is_ipv4() { 32 } else { 128 } {
@@ -55,37 +52,25 @@ impl ScannerLists {
 
     pub fn user_agent_matches(&self, ua: &str) -> bool {
         let ua = ua.to_ascii_lowercase();
-        self.user_agents
-            .iter()
-            .any(|needle| ua.contains(needle.as_str()))
+        self.user_agents.iter().any(|needle| ua.contains(needle.as_str()))
     }
 
     pub fn network_matches(&self, ip: &str) -> bool {
         let Ok(ip) = ip.parse::<IpAddr>() else {
             return false;
         };
-        self.networks
-            .iter()
-            .any(|(net, len)| in_network(ip, *net, *len))
+        self.networks.iter().any(|(net, len)| in_network(ip, *net, *len))
     }
 }
 
 fn in_network(ip: IpAddr, net: IpAddr, len: u8) -> bool {
     match (ip, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let mask = if len == 0 {
-                0
-            } else {
-                u32::MAX << (32 - u32::from(len))
-            };
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
             u32::from(a) & mask == u32::from(n) & mask
         }
         (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let mask = if len == 0 {
-                0
-            } else {
-                u128::MAX << (128 - u32::from(len))
-            };
+            let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
             u128::from(a) & mask == u128::from(n) & mask
         }
         _ => false,
@@ -94,11 +79,7 @@ fn in_network(ip: IpAddr, net: IpAddr, len: u8) -> bool {
 
 /// The verdict and the reasons that decided it. `nearby` are clicks on the same email
 /// around this one (it may include the click itself).
-pub fn classify(
-    c: &PendingClick,
-    nearby: &[NearbyClick],
-    lists: &ScannerLists,
-) -> (&'static str, Vec<String>) {
+pub fn classify(c: &PendingClick, nearby: &[NearbyClick], lists: &ScannerLists) -> (&'static str, Vec<String>) {
     let f = &c.filter;
     let mut reasons = Vec::new();
     if c.head {
@@ -113,12 +94,7 @@ pub fn classify(
     }
     let window = i64::from(f.burst_seconds) * 1000;
     let near = |n: &&NearbyClick| n.email_id == c.email_id && (n.at - c.at).abs() <= window;
-    if f.burst_seconds > 0
-        && nearby
-            .iter()
-            .filter(near)
-            .any(|n| n.link_no != c.link_no && !n.honeypot)
-    {
+    if f.burst_seconds > 0 && nearby.iter().filter(near).any(|n| n.link_no != c.link_no && !n.honeypot) {
         reasons.push("burst_of_links".to_string());
     }
     if !c.honeypot && nearby.iter().filter(near).any(|n| n.honeypot) {
@@ -164,21 +140,13 @@ mod tests {
     }
 
     fn near(at: i64, link_no: i64) -> NearbyClick {
-        NearbyClick {
-            email_id: 7,
-            link_no,
-            at,
-            honeypot: false,
-        }
+        NearbyClick { click_id: 100 + link_no, email_id: 7, link_no, at, honeypot: false }
     }
 
     #[test]
     fn a_late_single_click_is_human() {
         let lists = ScannerLists::built_in();
-        assert_eq!(
-            classify(&click(3_600_000, 1), &[near(3_600_000, 1)], &lists).0,
-            HUMAN
-        );
+        assert_eq!(classify(&click(3_600_000, 1), &[near(3_600_000, 1)], &lists).0, HUMAN);
     }
 
     #[test]
@@ -187,22 +155,10 @@ mod tests {
         let late = 3_600_000;
         let mut c = click(late, 1);
         c.head = true;
-        assert_eq!(
-            classify(&c, &[], &lists),
-            (BOT, vec!["head_request".to_string()])
-        );
-        assert_eq!(
-            classify(&click(4_000, 1), &[], &lists).1,
-            ["clicked_4s_after_send"]
-        );
-        assert_eq!(
-            classify(&click(late, 1), &[near(late + 2_000, 2)], &lists).1,
-            ["burst_of_links"]
-        );
-        assert_eq!(
-            classify(&click(late, 1), &[near(late + 9_000, 2)], &lists).0,
-            HUMAN
-        );
+        assert_eq!(classify(&c, &[], &lists), (BOT, vec!["head_request".to_string()]));
+        assert_eq!(classify(&click(4_000, 1), &[], &lists).1, ["clicked_4s_after_send"]);
+        assert_eq!(classify(&click(late, 1), &[near(late + 2_000, 2)], &lists).1, ["burst_of_links"]);
+        assert_eq!(classify(&click(late, 1), &[near(late + 9_000, 2)], &lists).0, HUMAN);
         let mut c = click(late, 1);
         c.user_agent = "Mozilla/5.0 (compatible; BingPreview/1.0b)".into();
         assert_eq!(classify(&c, &[], &lists).1, ["scanner_user_agent"]);
@@ -212,14 +168,8 @@ mod tests {
         let mut c = click(late, 1);
         c.honeypot = true;
         assert_eq!(classify(&c, &[], &lists).1, ["honeypot_link"]);
-        let hp = NearbyClick {
-            honeypot: true,
-            ..near(late + 500, 3)
-        };
-        assert_eq!(
-            classify(&click(late, 1), &[hp], &lists).1,
-            ["honeypot_hit_nearby"]
-        );
+        let hp = NearbyClick { honeypot: true, ..near(late + 500, 3) };
+        assert_eq!(classify(&click(late, 1), &[hp], &lists).1, ["honeypot_hit_nearby"]);
     }
 
     #[test]

@@ -36,10 +36,7 @@ pub struct LinkCache {
 
 impl LinkCache {
     pub fn new(capacity: usize) -> Self {
-        LinkCache {
-            generations: Mutex::new((HashMap::new(), HashMap::new())),
-            capacity: capacity.max(16),
-        }
+        LinkCache { generations: Mutex::new((HashMap::new(), HashMap::new())), capacity: capacity.max(16) }
     }
 
     fn get(&self, key: (i64, i64)) -> Option<Arc<LinkTarget>> {
@@ -69,21 +66,15 @@ const NOT_FOUND_PAGE: &str = "<!doctype html><meta charset=utf-8><title>Link not
     <p>This link is not valid. If you copied it, check that it is complete.</p>\n";
 
 fn not_found() -> Response {
-    METRICS
-        .invalid_tokens
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    METRICS.invalid_tokens.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     html(StatusCode::NOT_FOUND, NOT_FOUND_PAGE)
 }
 
 fn html(status: StatusCode, body: &'static str) -> Response {
     let mut res = Response::new(Body::from(body));
     *res.status_mut() = status;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }
 
@@ -119,9 +110,7 @@ async fn resolve(st: &AppState, token: &str) -> Option<Arc<LinkTarget>> {
     let link = match st.link_keys.verify(token) {
         Ok(l) => l,
         // A key created on another node since we last looked: re-read keys, at most once a second.
-        Err(TokenError::UnknownKey(_))
-            if st.link_keys.refresh_if_stale(Duration::from_secs(1)).await =>
-        {
+        Err(TokenError::UnknownKey(_)) if st.link_keys.refresh_if_stale(Duration::from_secs(1)).await => {
             st.link_keys.verify(token).ok()?
         }
         Err(_) => return None,
@@ -130,12 +119,7 @@ async fn resolve(st: &AppState, token: &str) -> Option<Arc<LinkTarget>> {
     if let Some(t) = st.links.get(key) {
         return Some(t);
     }
-    let target = Arc::new(
-        st.store
-            .link_target(link.email_id, link.link_no)
-            .await
-            .ok()??,
-    );
+    let target = Arc::new(st.store.link_target(link.email_id, link.link_no).await.ok()??);
     st.links.insert(key, target.clone());
     Some(target)
 }
@@ -155,21 +139,13 @@ pub async fn follow(
         return not_found();
     };
     let ip = client_ip(&st, peer, &headers);
-    let ip = if st.settings.full_ip {
-        ip.to_canonical()
-    } else {
-        anonymize(ip)
-    };
+    let ip = if st.settings.full_ip { ip.to_canonical() } else { anonymize(ip) };
     let user_agent = headers
         .get(header::USER_AGENT)
-        .map(|v| {
-            String::from_utf8_lossy(v.as_bytes())
-                .chars()
-                .take(512)
-                .collect()
-        })
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).chars().take(512).collect())
         .unwrap_or_default();
     let click = NewClick {
+        account_id: target.account_id,
         email_id: target.email_id,
         link_no: target.link_no,
         at: now_millis(),
@@ -180,41 +156,28 @@ pub async fn follow(
     if let Err(e) = st.store.record_click(click).await {
         // Never redirect a click that was not stored.
         tracing::warn!("click not stored: {e}");
-        METRICS
-            .click_failures
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut res = html(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "<!doctype html><p>Please try again in a moment.</p>\n",
-        );
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        METRICS.click_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut res = html(StatusCode::SERVICE_UNAVAILABLE, "<!doctype html><p>Please try again in a moment.</p>\n");
+        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return res;
     }
-    METRICS
-        .clicks_recorded
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    METRICS.clicks_recorded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let res = if target.honeypot {
         html(StatusCode::OK, "<!doctype html><title></title>\n")
     } else {
-        let location = HeaderValue::from_str(&target.url).ok().or_else(|| {
-            url::Url::parse(&target.url)
-                .ok()
-                .and_then(|u| HeaderValue::from_str(u.as_str()).ok())
-        });
+        let location = HeaderValue::from_str(&target.url)
+            .ok()
+            .or_else(|| url::Url::parse(&target.url).ok().and_then(|u| HeaderValue::from_str(u.as_str()).ok()));
         let Some(location) = location else {
             return not_found();
         };
         let mut res = Response::new(Body::empty());
         *res.status_mut() = StatusCode::FOUND;
         res.headers_mut().insert(header::LOCATION, location);
-        res.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         res
     };
-    METRICS
-        .redirect_seconds
-        .observe(started.elapsed().as_secs_f64());
+    METRICS.redirect_seconds.observe(started.elapsed().as_secs_f64());
     res
 }
 
@@ -224,17 +187,8 @@ mod tests {
 
     #[test]
     fn anonymizes() {
-        assert_eq!(
-            anonymize("203.0.113.77".parse().unwrap()).to_string(),
-            "203.0.113.0"
-        );
-        assert_eq!(
-            anonymize("::ffff:203.0.113.77".parse().unwrap()).to_string(),
-            "203.0.113.0"
-        );
-        assert_eq!(
-            anonymize("2001:db8:aaaa:bbbb:cccc::1".parse().unwrap()).to_string(),
-            "2001:db8:aaaa::"
-        );
+        assert_eq!(anonymize("203.0.113.77".parse().unwrap()).to_string(), "203.0.113.0");
+        assert_eq!(anonymize("::ffff:203.0.113.77".parse().unwrap()).to_string(), "203.0.113.0");
+        assert_eq!(anonymize("2001:db8:aaaa:bbbb:cccc::1".parse().unwrap()).to_string(), "2001:db8:aaaa::");
     }
 }

@@ -36,9 +36,7 @@ pub fn decode_entities(s: &str) -> String {
                 "quot" => Some('"'),
                 "apos" => Some('\''),
                 _ if name.starts_with("#x") || name.starts_with("#X") => {
-                    u32::from_str_radix(&name[2..], 16)
-                        .ok()
-                        .and_then(char::from_u32)
+                    u32::from_str_radix(&name[2..], 16).ok().and_then(char::from_u32)
                 }
                 _ if name.starts_with('#') => name[1..].parse().ok().and_then(char::from_u32),
                 _ => None,
@@ -64,16 +62,11 @@ const SELECTOR: &str = "a[href], area[href]";
 
 /// Lenient parsing (email HTML is often malformed) and no ESI handling: bytes pass through.
 fn settings<'h>() -> RewriteStrSettings<'h, 'static> {
-    RewriteStrSettings::new()
-        .with_strict(false)
-        .with_enable_esi_tags(false)
+    RewriteStrSettings::new().with_strict(false).with_enable_esi_tags(false)
 }
 
 fn eligible(el: &lol_html::html_content::Element) -> Option<String> {
-    if el
-        .get_attribute("data-clickhook")
-        .is_some_and(|v| v.eq_ignore_ascii_case("ignore"))
-    {
+    if el.get_attribute("data-clickhook").is_some_and(|v| v.eq_ignore_ascii_case("ignore")) {
         return None;
     }
     let href = decode_entities(&el.get_attribute("href")?);
@@ -182,10 +175,7 @@ fn text_urls(text: &str) -> Vec<(usize, usize)> {
 }
 
 pub fn collect_text(text: &str) -> Vec<String> {
-    text_urls(text)
-        .into_iter()
-        .map(|(a, b)| text[a..b].to_string())
-        .collect()
+    text_urls(text).into_iter().map(|(a, b)| text[a..b].to_string()).collect()
 }
 
 pub fn rewrite_text(text: &str, tracked: &[String]) -> String {
@@ -218,17 +208,8 @@ mod tests {
                     <a data-clickhook=\"ignore\" href=\"https://skip.example\">s</a>\
                     <map><area href=\"http://b.example\"></map><A HREF=\"HTTPS://C.example\">c</A></p>";
         let links = collect_html(html).unwrap();
-        assert_eq!(
-            links,
-            [
-                "https://a.example/x?y=1&z=2",
-                "http://b.example",
-                "HTTPS://C.example"
-            ]
-        );
-        let tracked: Vec<String> = (1..=3)
-            .map(|i| format!("https://t.example/c/{i}"))
-            .collect();
+        assert_eq!(links, ["https://a.example/x?y=1&z=2", "http://b.example", "HTTPS://C.example"]);
+        let tracked: Vec<String> = (1..=3).map(|i| format!("https://t.example/c/{i}")).collect();
         let out = rewrite_html(html, &tracked, None).unwrap();
         let expected = html
             .replace("https://a.example/x?y=1&amp;z=2", "https://t.example/c/1")
@@ -239,29 +220,18 @@ mod tests {
 
     #[test]
     fn honeypot_goes_into_body() {
-        let out = rewrite_html(
-            "<html><body><p>x</p></body></html>",
-            &[],
-            Some("<a href=\"h\"></a>"),
-        )
-        .unwrap();
+        let out = rewrite_html("<html><body><p>x</p></body></html>", &[], Some("<a href=\"h\"></a>")).unwrap();
         assert_eq!(out, "<html><body><p>x</p><a href=\"h\"></a></body></html>");
-        assert_eq!(
-            rewrite_html("<p>x</p>", &[], Some("<i></i>")).unwrap(),
-            "<p>x</p><i></i>"
-        );
+        assert_eq!(rewrite_html("<p>x</p>", &[], Some("<i></i>")).unwrap(), "<p>x</p><i></i>");
     }
 
     #[test]
     fn text_urls_leave_punctuation_outside() {
-        let t = "See https://a.example/x. Or (http://b.example/y), and https://en.wikipedia.org/wiki/Foo_(bar)! mailto:x";
+        let t =
+            "See https://a.example/x. Or (http://b.example/y), and https://en.wikipedia.org/wiki/Foo_(bar)! mailto:x";
         assert_eq!(
             collect_text(t),
-            [
-                "https://a.example/x",
-                "http://b.example/y",
-                "https://en.wikipedia.org/wiki/Foo_(bar)"
-            ]
+            ["https://a.example/x", "http://b.example/y", "https://en.wikipedia.org/wiki/Foo_(bar)"]
         );
         let out = rewrite_text(t, &["T1".into(), "T2".into(), "T3".into()]);
         assert_eq!(out, "See T1. Or (T2), and T3! mailto:x");
@@ -270,9 +240,6 @@ mod tests {
 
     #[test]
     fn entities() {
-        assert_eq!(
-            decode_entities("a&amp;b&#38;c&#x26;d&bogus;e"),
-            "a&b&c&d&bogus;e"
-        );
+        assert_eq!(decode_entities("a&amp;b&#38;c&#x26;d&bogus;e"), "a&b&c&d&bogus;e");
     }
 }

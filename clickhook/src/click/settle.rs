@@ -1,8 +1,17 @@
-//! Settling clicks: verdict, reasons and event, once the burst window has closed.
+//! Settling clicks, off the request path: judge them, then release their events.
 //!
-//! Runs in the background on every node. A click row without a verdict is an outbox
-//! entry; settling writes its verdict and its `link_clicked` event in one transaction,
-//! and only once (`verdict IS NULL` guards the update), so nodes may race harmlessly.
+//! A click row without a verdict is an outbox entry. Settling runs in two phases, on every
+//! node, at the lowest CPU priority (redirects come first; the backlog clears afterwards):
+//!
+//! 1. **Judge** the oldest unjudged clicks, in order, against the judged clicks on the same
+//!    email within the burst window. A click that reveals a burst or a honeypot hit also
+//!    overrules the earlier clicks it implicates, as long as they are still held.
+//! 2. **Release** held clicks once the judging frontier has passed their burst window: the
+//!    verdict becomes final and, for a person's click (or any, with `deliver_bot_clicks`), its
+//!    `link_clicked` event is written, in one transaction with the release.
+//!
+//! Every write is guarded (`verdict IS NULL`, `released = 0`), so settlers on several nodes
+//! may race without judging or releasing a click twice.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -11,15 +20,22 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::classify::{classify, ScannerLists, BOT, HUMAN};
+use super::classify::{classify, ScannerLists, HUMAN};
 use crate::metrics::METRICS;
-use crate::store::{DynStore, Millis, NearbyClick, Settlement, StoreResult};
+use crate::store::{
+    now_millis, DynStore, Judgement, Millis, NearbyClick, Overrule, PendingClick, Release, StoreResult,
+};
 
-const BATCH: i64 = 2000;
+/// Small enough that one settle transaction never holds the writer long (redirects wait on it).
+const BATCH: i64 = 1000;
+
+/// Clicks are stamped before they are committed; one stamped a little earlier may commit a
+/// little later. Releases wait this much longer than the window so such a click is judged first.
+const COMMIT_SKEW_MS: Millis = 250;
 
 pub async fn run(store: DynStore, lists: Arc<ScannerLists>, mut shutdown: watch::Receiver<bool>) {
     loop {
-        let settled = match settle_once(&store, &lists, crate::store::now_millis()).await {
+        let busy = match settle_once(&store, &lists, now_millis()).await {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!("settling clicks failed: {e}");
@@ -29,96 +45,117 @@ pub async fn run(store: DynStore, lists: Arc<ScannerLists>, mut shutdown: watch:
         if *shutdown.borrow() {
             return;
         }
-        if settled < BATCH as usize {
+        if busy < BATCH as usize {
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                 _ = shutdown.changed() => return,
             }
         }
     }
 }
 
-/// Settles the due clicks among the oldest pending ones; returns how many.
-pub async fn settle_once(
-    store: &DynStore,
-    lists: &ScannerLists,
-    now: Millis,
-) -> StoreResult<usize> {
+/// One round of both phases; returns how many clicks it moved on.
+pub async fn settle_once(store: &DynStore, lists: &ScannerLists, now: Millis) -> StoreResult<usize> {
     let pending = store.pending_clicks(BATCH).await?;
-    let due: Vec<_> = pending
-        .into_iter()
-        .filter(|c| c.account_id == 0 || c.at + i64::from(c.filter.burst_seconds) * 1000 <= now)
-        .collect();
-    if due.is_empty() {
+    let judged = judge(store, lists, &pending).await?;
+    // Nothing older than the oldest unjudged click can still be overruled by it.
+    let frontier = pending.iter().map(|c| c.at).min().unwrap_or(now).min(now) - COMMIT_SKEW_MS;
+    let released = release(store, frontier).await?;
+    Ok(judged.max(released))
+}
+
+fn as_nearby(c: &PendingClick) -> NearbyClick {
+    NearbyClick { click_id: c.id, email_id: c.email_id, link_no: c.link_no, at: c.at, honeypot: c.honeypot }
+}
+
+async fn judge(store: &DynStore, lists: &ScannerLists, pending: &[PendingClick]) -> StoreResult<usize> {
+    if pending.is_empty() {
         return Ok(0);
     }
-    let mut email_ids: Vec<i64> = due.iter().map(|c| c.email_id).collect();
+    let mut email_ids: Vec<i64> = pending.iter().map(|c| c.email_id).collect();
     email_ids.sort_unstable();
     email_ids.dedup();
-    let window = due
-        .iter()
-        .map(|c| i64::from(c.filter.burst_seconds) * 1000)
-        .max()
-        .unwrap_or(0);
-    let from = due.iter().map(|c| c.at).min().unwrap_or(0) - window;
-    let to = due.iter().map(|c| c.at).max().unwrap_or(0) + window;
-    let mut nearby: HashMap<i64, Vec<NearbyClick>> = HashMap::new();
-    for n in store.clicks_near(email_ids.clone(), from, to).await? {
-        nearby.entry(n.email_id).or_default().push(n);
+    let window = pending.iter().map(|c| i64::from(c.filter.burst_seconds) * 1000).max().unwrap_or(0);
+    let from = pending.iter().map(|c| c.at).min().unwrap_or(0) - window;
+    let to = pending.iter().map(|c| c.at).max().unwrap_or(0) + window;
+    let mut near: HashMap<i64, Vec<NearbyClick>> = HashMap::new();
+    for n in store.clicks_near(email_ids, from, to).await? {
+        near.entry(n.email_id).or_default().push(n);
     }
-    let judged: Vec<_> = due
-        .iter()
-        .map(|c| {
-            if c.account_id == 0 {
-                // The email was deleted after the click: keep the click, there is nothing to send.
-                return (HUMAN, vec!["email_deleted".to_string()]);
+
+    let mut judged: Vec<Judgement> = Vec::with_capacity(pending.len());
+    let mut overruled: Vec<Overrule> = Vec::new();
+    for c in pending {
+        let (verdict, reasons) = if c.account_id == 0 {
+            // The email was deleted after the click: keep the click; there is nothing to send.
+            (HUMAN, vec!["email_deleted".to_string()])
+        } else {
+            let others = near.get(&c.email_id).map(Vec::as_slice).unwrap_or_default();
+            classify(c, others, lists)
+        };
+        let window = i64::from(c.filter.burst_seconds) * 1000;
+        let mut implicated: Vec<(i64, &'static str)> = Vec::new();
+        for n in near.get(&c.email_id).into_iter().flatten().filter(|n| (n.at - c.at).abs() <= window) {
+            if reasons.iter().any(|r| r == "burst_of_links") && n.link_no != c.link_no && !n.honeypot {
+                implicated.push((n.click_id, "burst_of_links"));
             }
-            classify(
-                c,
-                nearby
-                    .get(&c.email_id)
-                    .map(Vec::as_slice)
-                    .unwrap_or_default(),
-                lists,
-            )
-        })
-        .collect();
-    let mut wanted: Vec<i64> = due
+            if c.honeypot && !n.honeypot {
+                implicated.push((n.click_id, "honeypot_hit_nearby"));
+            }
+        }
+        for (click_id, reason) in implicated {
+            // Judged in this round: change it here; judged before: overrule it in the store.
+            match judged.iter_mut().find(|j| j.click.click_id == click_id) {
+                Some(j) => {
+                    if j.verdict == HUMAN {
+                        j.reasons.clear();
+                    }
+                    j.verdict = super::classify::BOT;
+                    if !j.reasons.iter().any(|r| r == reason) {
+                        j.reasons.push(reason.to_string());
+                    }
+                }
+                None => overruled.push(Overrule { click_id, reason: reason.to_string() }),
+            }
+        }
+        judged.push(Judgement { click: as_nearby(c), verdict, reasons });
+        near.entry(c.email_id).or_default().push(as_nearby(c));
+    }
+    let n = judged.len();
+    store.judge_clicks(judged, overruled).await?;
+    Ok(n)
+}
+
+async fn release(store: &DynStore, frontier: Millis) -> StoreResult<usize> {
+    let held = store.held_clicks(frontier, BATCH).await?;
+    if held.is_empty() {
+        return Ok(0);
+    }
+    let deliver = |verdict: &str, deliver_bots: bool| verdict == HUMAN || deliver_bots;
+    let mut wanted: Vec<i64> = held
         .iter()
-        .zip(&judged)
-        .filter(|(c, (v, _))| c.account_id != 0 && (*v == HUMAN || c.filter.deliver_bot_clicks))
-        .map(|(c, _)| c.email_id)
+        .filter(|c| c.account_id != 0 && deliver(&c.verdict, c.filter.deliver_bot_clicks))
+        .map(|c| c.email_id)
         .collect();
     wanted.sort_unstable();
     wanted.dedup();
-    let contexts = if wanted.is_empty() {
-        HashMap::new()
-    } else {
-        store.event_contexts(wanted).await?
-    };
-    let settlements: Vec<Settlement> = due
+    let contexts = if wanted.is_empty() { HashMap::new() } else { store.event_contexts(wanted).await? };
+    let releases: Vec<Release> = held
         .iter()
-        .zip(judged)
-        .map(|(c, (verdict, reasons))| {
-            let deliver = verdict == HUMAN || c.filter.deliver_bot_clicks;
-            let event = contexts
+        .map(|c| Release {
+            click_id: c.id,
+            account_id: c.account_id,
+            human: c.verdict == HUMAN,
+            event: contexts
                 .get(&c.email_id)
-                .filter(|_| deliver)
-                .map(|ctx| crate::event::link_clicked(ctx, &c.url, c.at).to_string());
-            Settlement {
-                click_id: c.id,
-                account_id: c.account_id,
-                verdict,
-                reasons,
-                event,
-            }
+                .filter(|_| deliver(&c.verdict, c.filter.deliver_bot_clicks))
+                .map(|ctx| crate::event::link_clicked(ctx, &c.url, c.at).to_string()),
         })
         .collect();
-    let humans = settlements.iter().filter(|s| s.verdict == HUMAN).count() as u64;
-    let bots = settlements.iter().filter(|s| s.verdict == BOT).count() as u64;
-    let n = settlements.len();
-    store.settle_clicks(settlements).await?;
+    let humans = releases.iter().filter(|r| r.human).count() as u64;
+    let n = releases.len();
+    store.release_clicks(releases).await?;
     METRICS.clicks_human.fetch_add(humans, Relaxed);
-    METRICS.clicks_bot.fetch_add(bots, Relaxed);
+    METRICS.clicks_bot.fetch_add(n as u64 - humans, Relaxed);
     Ok(n)
 }

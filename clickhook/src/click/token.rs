@@ -76,10 +76,7 @@ fn get_varint(buf: &[u8]) -> Option<(u64, usize)> {
 }
 
 fn build_key(k: &LinkKey) -> Option<Key> {
-    Some(Key {
-        id: u64::try_from(k.id).ok()?,
-        mac: HmacSha256::new_from_slice(&k.secret).ok()?,
-    })
+    Some(Key { id: u64::try_from(k.id).ok()?, mac: HmacSha256::new_from_slice(&k.secret).ok()? })
 }
 
 impl LinkKeys {
@@ -133,9 +130,7 @@ impl LinkKeys {
         if token.len() > MAX_TOKEN_LEN || token.len() < 16 {
             return Err(TokenError::Malformed);
         }
-        let raw = URL_SAFE_NO_PAD
-            .decode(token)
-            .map_err(|_| TokenError::Malformed)?;
+        let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| TokenError::Malformed)?;
         if raw.len() <= MAC_LEN {
             return Err(TokenError::Malformed);
         }
@@ -147,18 +142,11 @@ impl LinkKeys {
             return Err(TokenError::Malformed);
         }
         let keys = self.keys.read().unwrap();
-        let key = keys
-            .iter()
-            .find(|k| k.id == key_id)
-            .ok_or(TokenError::UnknownKey(key_id))?;
+        let key = keys.iter().find(|k| k.id == key_id).ok_or(TokenError::UnknownKey(key_id))?;
         let mut mac = key.mac.clone();
         mac.update(body);
-        mac.verify_truncated_left(tag)
-            .map_err(|_| TokenError::BadMac)?;
-        Ok(LinkRef {
-            email_id: email_id as i64,
-            link_no: link_no as i64,
-        })
+        mac.verify_truncated_left(tag).map_err(|_| TokenError::BadMac)?;
+        Ok(LinkRef { email_id: email_id as i64, link_no: link_no as i64 })
     }
 }
 

@@ -55,16 +55,11 @@ pub fn parse_target(raw: &str) -> Result<Url, ApiError> {
         return Err(ApiError::required("target_url"));
     }
     if raw.len() > 2000 {
-        return Err(ApiError::wrong_param(
-            "target_url is longer than 2000 bytes.",
-        ));
+        return Err(ApiError::wrong_param("target_url is longer than 2000 bytes."));
     }
-    let url = Url::parse(raw)
-        .map_err(|e| ApiError::wrong_param(format!("target_url is not a valid URL: {e}.")))?;
+    let url = Url::parse(raw).map_err(|e| ApiError::wrong_param(format!("target_url is not a valid URL: {e}.")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(ApiError::wrong_param(
-            "target_url must be an http or https URL.",
-        ));
+        return Err(ApiError::wrong_param("target_url must be an http or https URL."));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(ApiError::wrong_param("target_url has no host."));
@@ -74,11 +69,7 @@ pub fn parse_target(raw: &str) -> Result<Url, ApiError> {
 
 /// Resolves the target's host and refuses it if any address is not public.
 pub async fn check_public(url: &Url) -> Result<(), ApiError> {
-    let host = url
-        .host_str()
-        .unwrap_or_default()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
+    let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
     let port = url.port_or_known_default().unwrap_or(443);
     let refused = |ip: IpAddr| {
         ApiError::wrong_param(format!(
@@ -87,22 +78,14 @@ pub async fn check_public(url: &Url) -> Result<(), ApiError> {
         ))
     };
     if let Ok(ip) = host.parse::<IpAddr>() {
-        return if is_public(ip) {
-            Ok(())
-        } else {
-            Err(refused(ip))
-        };
+        return if is_public(ip) { Ok(()) } else { Err(refused(ip)) };
     }
     let addrs: Vec<_> = tokio::net::lookup_host((host, port))
         .await
-        .map_err(|_| {
-            ApiError::wrong_param(format!("target_url's host {host:?} does not resolve."))
-        })?
+        .map_err(|_| ApiError::wrong_param(format!("target_url's host {host:?} does not resolve.")))?
         .collect();
     if addrs.is_empty() {
-        return Err(ApiError::wrong_param(format!(
-            "target_url's host {host:?} does not resolve."
-        )));
+        return Err(ApiError::wrong_param(format!("target_url's host {host:?} does not resolve.")));
     }
     match addrs.iter().map(|a| a.ip()).find(|ip| !is_public(*ip)) {
         Some(ip) => Err(refused(ip)),
@@ -142,17 +125,9 @@ mod tests {
 
     #[tokio::test]
     async fn loopback_names_are_refused() {
-        assert!(
-            check_public(&parse_target("http://localhost:9000/x").unwrap())
-                .await
-                .is_err()
-        );
-        assert!(check_public(&parse_target("http://127.0.0.1/x").unwrap())
-            .await
-            .is_err());
-        assert!(check_public(&parse_target("http://[::1]/x").unwrap())
-            .await
-            .is_err());
+        assert!(check_public(&parse_target("http://localhost:9000/x").unwrap()).await.is_err());
+        assert!(check_public(&parse_target("http://127.0.0.1/x").unwrap()).await.is_err());
+        assert!(check_public(&parse_target("http://[::1]/x").unwrap()).await.is_err());
         assert!(parse_target("ftp://x.example").is_err());
         assert!(parse_target("not a url").is_err());
     }

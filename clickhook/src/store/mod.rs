@@ -19,10 +19,7 @@ pub mod sqlite;
 pub type Millis = i64;
 
 pub fn now_millis() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -309,6 +306,7 @@ pub struct LinkTarget {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewClick {
+    pub account_id: i64,
     pub email_id: i64,
     pub link_no: i64,
     pub at: Millis,
@@ -361,21 +359,49 @@ pub struct PendingClick {
     pub filter: ClickFilter,
 }
 
-/// (email_id, link_no, at, honeypot) of a click near a pending one.
+/// A judged click on the same email as one being judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NearbyClick {
+    pub click_id: i64,
     pub email_id: i64,
     pub link_no: i64,
     pub at: Millis,
     pub honeypot: bool,
 }
 
+/// The first judgement of a click, and what it changes in judgements made before it.
 #[derive(Debug, Clone)]
-pub struct Settlement {
-    pub click_id: i64,
-    pub account_id: i64,
+pub struct Judgement {
+    pub click: NearbyClick,
     pub verdict: &'static str,
     pub reasons: Vec<String>,
+}
+
+/// An earlier click that a later one showed to be a bot's (a burst, a honeypot hit).
+/// Applies only while that click's event is still held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overrule {
+    pub click_id: i64,
+    pub reason: String,
+}
+
+/// A judged click whose burst window has passed: its verdict is final.
+#[derive(Debug, Clone)]
+pub struct HeldClick {
+    pub id: i64,
+    pub account_id: i64,
+    pub email_id: i64,
+    pub url: String,
+    pub at: Millis,
+    pub verdict: String,
+    pub filter: ClickFilter,
+}
+
+#[derive(Debug, Clone)]
+pub struct Release {
+    pub click_id: i64,
+    pub account_id: i64,
+    pub human: bool,
     /// The `link_clicked` element to deliver; `None` when the click produces no webhook.
     pub event: Option<String>,
 }
@@ -435,6 +461,7 @@ pub struct LinkKey {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OutboxDepth {
+    /// Clicks not yet judged, or judged and held for their burst window.
     pub clicks_pending: i64,
     pub events_total: i64,
 }
@@ -448,27 +475,14 @@ pub trait Store: Send + Sync + 'static {
     async fn list_accounts(&self) -> StoreResult<Vec<Account>>;
     async fn account(&self, id: i64) -> StoreResult<Account>;
     async fn update_account(&self, id: i64, patch: AccountPatch) -> StoreResult<Account>;
-    async fn add_api_key(
-        &self,
-        account_id: i64,
-        key_hash: String,
-        prefix: String,
-    ) -> StoreResult<ApiKeyInfo>;
+    async fn add_api_key(&self, account_id: i64, key_hash: String, prefix: String) -> StoreResult<ApiKeyInfo>;
     async fn revoke_api_key(&self, account_id: i64, prefix: &str) -> StoreResult<()>;
     async fn list_api_keys(&self, account_id: i64) -> StoreResult<Vec<ApiKeyInfo>>;
     async fn account_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<Account>>;
 
     // Prospects.
-    async fn upsert_prospects(
-        &self,
-        account_id: i64,
-        req: UpsertProspects,
-    ) -> StoreResult<Vec<Upserted>>;
-    async fn list_prospects(
-        &self,
-        account_id: i64,
-        q: ProspectQuery,
-    ) -> StoreResult<(i64, Vec<Prospect>)>;
+    async fn upsert_prospects(&self, account_id: i64, req: UpsertProspects) -> StoreResult<Vec<Upserted>>;
+    async fn list_prospects(&self, account_id: i64, q: ProspectQuery) -> StoreResult<(i64, Vec<Prospect>)>;
     async fn delete_prospects(&self, account_id: i64, ids: Vec<i64>) -> StoreResult<i64>;
     /// Stops the prospect in every campaign; returns false when the email is unknown.
     async fn stop_followups(&self, account_id: i64, email: &EmailAddress) -> StoreResult<bool>;
@@ -477,12 +491,7 @@ pub trait Store: Send + Sync + 'static {
     async fn create_campaign(&self, account_id: i64, new: NewCampaign) -> StoreResult<Campaign>;
     async fn list_campaigns(&self, account_id: i64) -> StoreResult<Vec<Campaign>>;
     async fn campaign(&self, account_id: i64, id: i64) -> StoreResult<Campaign>;
-    async fn update_campaign(
-        &self,
-        account_id: i64,
-        id: i64,
-        patch: CampaignPatch,
-    ) -> StoreResult<Campaign>;
+    async fn update_campaign(&self, account_id: i64, id: i64, patch: CampaignPatch) -> StoreResult<Campaign>;
     async fn delete_campaign(&self, account_id: i64, id: i64) -> StoreResult<()>;
     async fn update_enrollment(
         &self,
@@ -499,22 +508,18 @@ pub trait Store: Send + Sync + 'static {
     // Clicks.
     /// Returns once the click is committed: only then may the redirect be answered.
     async fn record_click(&self, click: NewClick) -> StoreResult<()>;
-    async fn list_clicks(
-        &self,
-        account_id: i64,
-        q: ClickQuery,
-    ) -> StoreResult<(i64, Vec<ClickRecord>)>;
-    /// The oldest clicks without a verdict, at most `limit`.
+    async fn list_clicks(&self, account_id: i64, q: ClickQuery) -> StoreResult<(i64, Vec<ClickRecord>)>;
+    /// The oldest clicks not judged yet, at most `limit`, oldest first.
     async fn pending_clicks(&self, limit: i64) -> StoreResult<Vec<PendingClick>>;
-    async fn clicks_near(
-        &self,
-        email_ids: Vec<i64>,
-        from: Millis,
-        to: Millis,
-    ) -> StoreResult<Vec<NearbyClick>>;
+    /// Judged clicks on these emails between `from` and `to`.
+    async fn clicks_near(&self, email_ids: Vec<i64>, from: Millis, to: Millis) -> StoreResult<Vec<NearbyClick>>;
+    /// Records first judgements and overrules earlier ones that are still held, in one transaction.
+    async fn judge_clicks(&self, judged: Vec<Judgement>, overruled: Vec<Overrule>) -> StoreResult<()>;
+    /// Judged clicks not yet released whose burst window closed by `frontier`, oldest first.
+    async fn held_clicks(&self, frontier: Millis, limit: i64) -> StoreResult<Vec<HeldClick>>;
     async fn event_contexts(&self, email_ids: Vec<i64>) -> StoreResult<HashMap<i64, EventContext>>;
-    /// Writes verdicts and, in the same transaction, the events to deliver.
-    async fn settle_clicks(&self, settled: Vec<Settlement>) -> StoreResult<()>;
+    /// Makes verdicts final and writes the events to deliver, in one transaction.
+    async fn release_clicks(&self, released: Vec<Release>) -> StoreResult<()>;
     async fn outbox_depth(&self) -> StoreResult<OutboxDepth>;
 
     // Webhook subscriptions.
@@ -525,12 +530,7 @@ pub trait Store: Send + Sync + 'static {
         event: &str,
         secret: String,
     ) -> StoreResult<Subscribed>;
-    async fn unsubscribe(
-        &self,
-        account_id: i64,
-        target_url: &str,
-        event: &str,
-    ) -> StoreResult<bool>;
+    async fn unsubscribe(&self, account_id: i64, target_url: &str, event: &str) -> StoreResult<bool>;
     async fn list_subscriptions(&self, account_id: i64) -> StoreResult<Vec<Subscription>>;
 
     // Keys that sign tracked links.
@@ -547,10 +547,40 @@ pub type DynStore = Arc<dyn Store>;
 /// Opens the store named by `--db`: a `postgres://` URL or an SQLite file path.
 /// Runs pending migrations; refuses a database whose schema is newer than this binary.
 pub async fn open(db: &str) -> anyhow::Result<DynStore> {
+    open_with(db, Durability::default()).await
+}
+
+/// When a commit counts as done.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Committed data survive the process being killed; the OS writes them to disk moments
+    /// later, so a power cut can lose that last moment. (SQLite WAL, synchronous=NORMAL.)
+    #[default]
+    Process,
+    /// Every commit also waits for fsync: survives power loss, at a cost in throughput.
+    Power,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "process" => Ok(Durability::Process),
+            "power" => Ok(Durability::Power),
+            _ => Err(format!("durability must be process or power, not {s:?}")),
+        }
+    }
+}
+
+pub async fn open_with(db: &str, durability: Durability) -> anyhow::Result<DynStore> {
     if db.starts_with("postgres://") || db.starts_with("postgresql://") {
         anyhow::bail!("PostgreSQL storage is not built yet (issue 5); use an SQLite path for --db")
     }
-    let store =
-        sqlite::SqliteStore::open(std::path::Path::new(db), sqlite::Options::default()).await?;
+    let synchronous = match durability {
+        Durability::Process => "NORMAL",
+        Durability::Power => "FULL",
+    };
+    let opts = sqlite::Options { synchronous, ..sqlite::Options::default() };
+    let store = sqlite::SqliteStore::open(std::path::Path::new(db), opts).await?;
     Ok(Arc::new(store))
 }

@@ -33,13 +33,7 @@ async fn each_bad_request_is_refused_and_changes_nothing() {
     let this = format!("/rest/v2/campaigns/{campaign}");
 
     let cases: Vec<(&str, &str, Value, u16, &str)> = vec![
-        (
-            "POST",
-            "/rest/v1/add_prospects_list",
-            json!({"prospects": [{"email": "not-an-email"}]}),
-            400,
-            "E_EMAIL",
-        ),
+        ("POST", "/rest/v1/add_prospects_list", json!({"prospects": [{"email": "not-an-email"}]}), 400, "E_EMAIL"),
         (
             "POST",
             "/rest/v1/add_prospects_list",
@@ -68,13 +62,7 @@ async fn each_bad_request_is_refused_and_changes_nothing() {
             400,
             "E_WRONG_PARAM",
         ),
-        (
-            "POST",
-            "/rest/v1/add_prospects_list",
-            json!({"prospects": [], "update": true}),
-            400,
-            "E_REQUIRED_ELEMENT",
-        ),
+        ("POST", "/rest/v1/add_prospects_list", json!({"prospects": [], "update": true}), 400, "E_REQUIRED_ELEMENT"),
         (
             "POST",
             "/rest/v1/add_prospects_list",
@@ -82,20 +70,8 @@ async fn each_bad_request_is_refused_and_changes_nothing() {
             400,
             "E_WRONG_PARAM",
         ),
-        (
-            "POST",
-            "/rest/v1/add_prospects_list",
-            json!({"file_name": "x"}),
-            400,
-            "E_REQUIRED_ELEMENT",
-        ),
-        (
-            "POST",
-            "/rest/v1/add_prospects_list",
-            json!({"prospects": "everyone"}),
-            400,
-            "E_WRONG_PARAM",
-        ),
+        ("POST", "/rest/v1/add_prospects_list", json!({"file_name": "x"}), 400, "E_REQUIRED_ELEMENT"),
+        ("POST", "/rest/v1/add_prospects_list", json!({"prospects": "everyone"}), 400, "E_WRONG_PARAM"),
         (
             "POST",
             "/rest/v1/add_prospects_campaign",
@@ -103,83 +79,17 @@ async fn each_bad_request_is_refused_and_changes_nothing() {
             400,
             "E_WRONG_PARAM",
         ),
-        (
-            "PATCH",
-            "/rest/v2/account",
-            json!({"timezone": "Mars/Olympus"}),
-            400,
-            "E_WRONG_PARAM",
-        ),
-        (
-            "PATCH",
-            "/rest/v2/account",
-            json!({"name": 5}),
-            400,
-            "E_WRONG_PARAM",
-        ),
-        (
-            "PATCH",
-            "/rest/v2/account",
-            json!({"snippet_labels": {"16": "x"}}),
-            400,
-            "E_WRONG_PARAM",
-        ),
-        (
-            "PATCH",
-            "/rest/v2/account",
-            json!({"click_filter": {"burst_seconds": -1}}),
-            400,
-            "E_WRONG_PARAM",
-        ),
-        (
-            "PATCH",
-            "/rest/v2/account",
-            json!({"click_filter": {"burst_seconds": 600}}),
-            400,
-            "E_WRONG_PARAM",
-        ),
-        (
-            "PATCH",
-            "/rest/v2/account",
-            json!({"click_filter": {"unknown": true}}),
-            400,
-            "E_WRONG_PARAM",
-        ),
-        (
-            "PATCH",
-            "/rest/v2/account",
-            json!({"colour": "blue"}),
-            400,
-            "E_WRONG_PARAM",
-        ),
-        (
-            "POST",
-            "/rest/v2/campaigns",
-            json!({"name": "x", "status": "SLEEPING"}),
-            400,
-            "E_WRONG_PARAM",
-        ),
-        (
-            "POST",
-            "/rest/v2/campaigns",
-            json!({"name": "x", "steps": [{"type": "SMS"}]}),
-            400,
-            "E_WRONG_PARAM",
-        ),
-        (
-            "POST",
-            "/rest/v2/campaigns",
-            json!({"name": "x", "mailboxes": ["nope"]}),
-            400,
-            "E_EMAIL",
-        ),
-        (
-            "POST",
-            "/rest/v2/campaigns",
-            json!({"status": "RUNNING"}),
-            400,
-            "E_REQUIRED_ELEMENT",
-        ),
+        ("PATCH", "/rest/v2/account", json!({"timezone": "Mars/Olympus"}), 400, "E_WRONG_PARAM"),
+        ("PATCH", "/rest/v2/account", json!({"name": 5}), 400, "E_WRONG_PARAM"),
+        ("PATCH", "/rest/v2/account", json!({"snippet_labels": {"16": "x"}}), 400, "E_WRONG_PARAM"),
+        ("PATCH", "/rest/v2/account", json!({"click_filter": {"burst_seconds": -1}}), 400, "E_WRONG_PARAM"),
+        ("PATCH", "/rest/v2/account", json!({"click_filter": {"burst_seconds": 600}}), 400, "E_WRONG_PARAM"),
+        ("PATCH", "/rest/v2/account", json!({"click_filter": {"unknown": true}}), 400, "E_WRONG_PARAM"),
+        ("PATCH", "/rest/v2/account", json!({"colour": "blue"}), 400, "E_WRONG_PARAM"),
+        ("POST", "/rest/v2/campaigns", json!({"name": "x", "status": "SLEEPING"}), 400, "E_WRONG_PARAM"),
+        ("POST", "/rest/v2/campaigns", json!({"name": "x", "steps": [{"type": "SMS"}]}), 400, "E_WRONG_PARAM"),
+        ("POST", "/rest/v2/campaigns", json!({"name": "x", "mailboxes": ["nope"]}), 400, "E_EMAIL"),
+        ("POST", "/rest/v2/campaigns", json!({"status": "RUNNING"}), 400, "E_REQUIRED_ELEMENT"),
         (
             "POST",
             "/rest/v2/campaigns",
@@ -187,77 +97,17 @@ async fn each_bad_request_is_refused_and_changes_nothing() {
             400,
             "E_WRONG_PARAM",
         ),
-        (
-            "PATCH",
-            &this,
-            json!({"steps": "none"}),
-            400,
-            "E_WRONG_PARAM",
-        ),
+        ("PATCH", &this, json!({"steps": "none"}), 400, "E_WRONG_PARAM"),
         ("PATCH", &this, json!({"id": 5}), 400, "E_WRONG_PARAM"),
-        (
-            "GET",
-            "/rest/v2/campaigns/abc",
-            Value::Null,
-            400,
-            "E_WRONG_PARAM",
-        ),
-        (
-            "GET",
-            "/rest/v1/prospects?per_page=1001",
-            Value::Null,
-            400,
-            "E_WRONG_PARAM",
-        ),
-        (
-            "GET",
-            "/rest/v1/prospects?page=0",
-            Value::Null,
-            400,
-            "E_WRONG_PARAM",
-        ),
-        (
-            "GET",
-            "/rest/v1/prospects?sort=-password",
-            Value::Null,
-            400,
-            "E_WRONG_PARAM",
-        ),
-        (
-            "GET",
-            "/rest/v1/prospects?status=SLEEPING",
-            Value::Null,
-            400,
-            "E_WRONG_PARAM",
-        ),
-        (
-            "GET",
-            "/rest/v1/prospects?search=password=x",
-            Value::Null,
-            400,
-            "E_WRONG_PARAM",
-        ),
-        (
-            "GET",
-            "/rest/v1/prospects?id=1,x",
-            Value::Null,
-            400,
-            "E_WRONG_PARAM",
-        ),
-        (
-            "DELETE",
-            "/rest/v1/prospects",
-            Value::Null,
-            400,
-            "E_REQUIRED_ELEMENT",
-        ),
-        (
-            "POST",
-            "/rest/v1/stop_followups",
-            json!({"prospect": {"email": "bad"}}),
-            400,
-            "E_EMAIL",
-        ),
+        ("GET", "/rest/v2/campaigns/abc", Value::Null, 400, "E_WRONG_PARAM"),
+        ("GET", "/rest/v1/prospects?per_page=1001", Value::Null, 400, "E_WRONG_PARAM"),
+        ("GET", "/rest/v1/prospects?page=0", Value::Null, 400, "E_WRONG_PARAM"),
+        ("GET", "/rest/v1/prospects?sort=-password", Value::Null, 400, "E_WRONG_PARAM"),
+        ("GET", "/rest/v1/prospects?status=SLEEPING", Value::Null, 400, "E_WRONG_PARAM"),
+        ("GET", "/rest/v1/prospects?search=password=x", Value::Null, 400, "E_WRONG_PARAM"),
+        ("GET", "/rest/v1/prospects?id=1,x", Value::Null, 400, "E_WRONG_PARAM"),
+        ("DELETE", "/rest/v1/prospects", Value::Null, 400, "E_REQUIRED_ELEMENT"),
+        ("POST", "/rest/v1/stop_followups", json!({"prospect": {"email": "bad"}}), 400, "E_EMAIL"),
         (
             "POST",
             "/rest/v1/webhooks/subscribe",
@@ -272,48 +122,12 @@ async fn each_bad_request_is_refused_and_changes_nothing() {
             400,
             "E_WRONG_PARAM",
         ),
-        (
-            "POST",
-            "/rest/v1/webhooks/subscribe",
-            json!({"event": "link_clicked"}),
-            400,
-            "E_REQUIRED_ELEMENT",
-        ),
-        (
-            "POST",
-            &emails,
-            json!({"step": 1, "text": "x"}),
-            400,
-            "E_REQUIRED_ELEMENT",
-        ),
-        (
-            "POST",
-            &emails,
-            json!({"prospect_email": email, "text": "x"}),
-            400,
-            "E_REQUIRED_ELEMENT",
-        ),
-        (
-            "POST",
-            &emails,
-            json!({"prospect_email": email, "step": 1}),
-            400,
-            "E_REQUIRED_ELEMENT",
-        ),
-        (
-            "POST",
-            &emails,
-            json!({"prospect_email": email, "step": 9, "text": "x"}),
-            400,
-            "E_WRONG_PARAM",
-        ),
-        (
-            "POST",
-            &emails,
-            json!({"prospect_email": email, "step": 0, "text": "x"}),
-            400,
-            "E_WRONG_PARAM",
-        ),
+        ("POST", "/rest/v1/webhooks/subscribe", json!({"event": "link_clicked"}), 400, "E_REQUIRED_ELEMENT"),
+        ("POST", &emails, json!({"step": 1, "text": "x"}), 400, "E_REQUIRED_ELEMENT"),
+        ("POST", &emails, json!({"prospect_email": email, "text": "x"}), 400, "E_REQUIRED_ELEMENT"),
+        ("POST", &emails, json!({"prospect_email": email, "step": 1}), 400, "E_REQUIRED_ELEMENT"),
+        ("POST", &emails, json!({"prospect_email": email, "step": 9, "text": "x"}), 400, "E_WRONG_PARAM"),
+        ("POST", &emails, json!({"prospect_email": email, "step": 0, "text": "x"}), 400, "E_WRONG_PARAM"),
         (
             "POST",
             &emails,
@@ -342,33 +156,13 @@ async fn each_bad_request_is_refused_and_changes_nothing() {
             404,
             "E_RECORD_NOT_FOUND",
         ),
-        (
-            "GET",
-            "/rest/v2/clicks?verdict=maybe",
-            Value::Null,
-            400,
-            "E_WRONG_PARAM",
-        ),
-        (
-            "GET",
-            "/rest/v2/clicks?since=last-week",
-            Value::Null,
-            400,
-            "E_WRONG_PARAM",
-        ),
-        (
-            "GET",
-            "/rest/v9/nothing",
-            Value::Null,
-            404,
-            "E_URL_NOT_FOUND",
-        ),
+        ("GET", "/rest/v2/clicks?verdict=maybe", Value::Null, 400, "E_WRONG_PARAM"),
+        ("GET", "/rest/v2/clicks?since=last-week", Value::Null, 400, "E_WRONG_PARAM"),
+        ("GET", "/rest/v9/nothing", Value::Null, 404, "E_URL_NOT_FOUND"),
     ];
     for (method, path, body, status, code) in cases {
-        let mut req = app
-            .client
-            .request(method.parse().unwrap(), format!("{}{path}", app.base))
-            .header("x-api-key", &key);
+        let mut req =
+            app.client.request(method.parse().unwrap(), format!("{}{path}", app.base)).header("x-api-key", &key);
         if !body.is_null() {
             req = req.body(body.to_string());
         }
@@ -425,11 +219,7 @@ async fn oversized_bodies_get_413() {
     let before = snapshot(&app, &key).await;
     let huge = "x".repeat(10_000);
     let r = app
-        .post(
-            "/rest/v1/add_prospects_list",
-            &key,
-            json!({"prospects": [{"email": "a@b.co", "first_name": huge}]}),
-        )
+        .post("/rest/v1/add_prospects_list", &key, json!({"prospects": [{"email": "a@b.co", "first_name": huge}]}))
         .await;
     assert_envelope(&r, 413, "E_PAYLOAD_TOO_LARGE");
     let html = format!("<p>{huge}<a href=\"https://x.example\">x</a></p>");
@@ -443,12 +233,7 @@ async fn oversized_bodies_get_413() {
     assert_envelope(&r, 413, "E_PAYLOAD_TOO_LARGE");
     let csv = format!("email,first_name\na@b.co,{huge}\n");
     let r = app
-        .raw(
-            app.client
-                .post(format!("{}/rest/v2/prospects/import", app.base))
-                .header("x-api-key", &key)
-                .body(csv),
-        )
+        .raw(app.client.post(format!("{}/rest/v2/prospects/import", app.base)).header("x-api-key", &key).body(csv))
         .await;
     assert_envelope(&r, 413, "E_PAYLOAD_TOO_LARGE");
     assert_eq!(snapshot(&app, &key).await, before);
@@ -462,10 +247,7 @@ async fn bad_csv_files_are_refused_whole() {
     let import = |body: Vec<u8>| {
         app.raw(
             app.client
-                .post(format!(
-                    "{}/rest/v2/prospects/import?file_name=x.csv",
-                    app.base
-                ))
+                .post(format!("{}/rest/v2/prospects/import?file_name=x.csv", app.base))
                 .header("x-api-key", &key)
                 .body(body),
         )

@@ -26,61 +26,26 @@ async fn campaign_lifecycle() {
     let r = app.get("/rest/v1/campaign_list?status=RUNNING", &key).await;
     assert_eq!(r.body[0]["from_email"], "a@x.com");
     assert_eq!(r.body[0]["from_emails"], json!(["a@x.com", "b@x.com"]));
-    assert_eq!(
-        app.get("/rest/v1/campaign_list?status=PAUSED", &key)
-            .await
-            .status,
-        204
-    );
+    assert_eq!(app.get("/rest/v1/campaign_list?status=PAUSED", &key).await.status, 204);
 
-    let r = app
-        .patch(
-            &format!("/rest/v2/campaigns/{id}"),
-            &key,
-            json!({"status": "PAUSED", "name": "Q1b"}),
-        )
-        .await;
-    assert_eq!(
-        (r.body["status"].as_str(), r.body["name"].as_str()),
-        (Some("PAUSED"), Some("Q1b"))
-    );
-    assert_eq!(
-        app.get(&format!("/rest/v2/campaigns/{id}"), &key)
-            .await
-            .body["status"],
-        "PAUSED"
-    );
+    let r = app.patch(&format!("/rest/v2/campaigns/{id}"), &key, json!({"status": "PAUSED", "name": "Q1b"})).await;
+    assert_eq!((r.body["status"].as_str(), r.body["name"].as_str()), (Some("PAUSED"), Some("Q1b")));
+    assert_eq!(app.get(&format!("/rest/v2/campaigns/{id}"), &key).await.body["status"], "PAUSED");
 
     // A campaign id chosen by the caller (for moving from Woodpecker) must be free.
-    let taken = app
-        .post("/rest/v2/campaigns", &key, json!({"id": id, "name": "dup"}))
-        .await;
+    let taken = app.post("/rest/v2/campaigns", &key, json!({"id": id, "name": "dup"})).await;
     assert_eq!(taken.status, 409);
 
     // Emails from step 3 pin the number of steps.
     let p = app.enroll(&key, id, "pin@example.com").await;
     let r = app
-        .post(
-            &format!("/rest/v2/campaigns/{id}/emails"),
-            &key,
-            json!({"prospect_id": p, "step": 3, "text": "hi"}),
-        )
+        .post(&format!("/rest/v2/campaigns/{id}/emails"), &key, json!({"prospect_id": p, "step": 3, "text": "hi"}))
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
-    let r = app
-        .patch(
-            &format!("/rest/v2/campaigns/{id}"),
-            &key,
-            json!({"steps": [{}]}),
-        )
-        .await;
+    let r = app.patch(&format!("/rest/v2/campaigns/{id}"), &key, json!({"steps": [{}]})).await;
     assert_eq!(r.status, 400);
     let r = app
-        .post(
-            &format!("/rest/v2/campaigns/{id}/emails"),
-            &key,
-            json!({"prospect_id": p, "step": 2, "text": "hi"}),
-        )
+        .post(&format!("/rest/v2/campaigns/{id}/emails"), &key, json!({"prospect_id": p, "step": 2, "text": "hi"}))
         .await;
     assert_eq!(r.status, 400, "a MANUAL_TASK step sends no email");
 
@@ -94,33 +59,11 @@ async fn campaign_lifecycle() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["step_type"], "MANUAL_TASK");
     assert_eq!(r.body["followup_after"], "2025-03-21T23:00:00+0000");
-    let r = app
-        .patch(
-            &format!("/rest/v2/campaigns/{id}/prospects/{p}"),
-            &key,
-            json!({"followup_after": null}),
-        )
-        .await;
+    let r = app.patch(&format!("/rest/v2/campaigns/{id}/prospects/{p}"), &key, json!({"followup_after": null})).await;
     assert_eq!(r.body["followup_after"], json!(null));
 
-    assert_eq!(
-        app.delete(&format!("/rest/v2/campaigns/{id}"), &key)
-            .await
-            .status,
-        204
-    );
-    assert_eq!(
-        app.get(&format!("/rest/v2/campaigns/{id}"), &key)
-            .await
-            .status,
-        404
-    );
+    assert_eq!(app.delete(&format!("/rest/v2/campaigns/{id}"), &key).await.status, 204);
+    assert_eq!(app.get(&format!("/rest/v2/campaigns/{id}"), &key).await.status, 404);
     let r = app.get(&format!("/rest/v1/prospects?id={p}"), &key).await;
-    assert_eq!(
-        (
-            r.body[0]["in_campaign"].as_i64(),
-            r.body[0]["emails_sent"].as_i64()
-        ),
-        (Some(0), Some(0))
-    );
+    assert_eq!((r.body[0]["in_campaign"].as_i64(), r.body[0]["emails_sent"].as_i64()), (Some(0), Some(0)));
 }

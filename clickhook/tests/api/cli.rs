@@ -3,12 +3,7 @@
 use std::process::Command;
 
 fn clickhook(db: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_clickhook"))
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_clickhook")).arg("--db").arg(db).args(args).output().unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -22,62 +17,28 @@ fn accounts_keys_and_import() {
     let db = dir.path().join("c.db");
     let (ok, out, err) = clickhook(
         &db,
-        &[
-            "account",
-            "create",
-            "--name",
-            "Bachmanity",
-            "--timezone",
-            "Europe/Warsaw",
-            "--id",
-            "456789",
-            "--json",
-        ],
+        &["account", "create", "--name", "Bachmanity", "--timezone", "Europe/Warsaw", "--id", "456789", "--json"],
     );
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["id"], 456789);
     assert!(v["api_key"].as_str().unwrap().starts_with("ck_"));
-    let (ok, _, err) = clickhook(
-        &db,
-        &[
-            "account",
-            "create",
-            "--name",
-            "X",
-            "--timezone",
-            "Nowhere/City",
-        ],
-    );
+    let (ok, _, err) = clickhook(&db, &["account", "create", "--name", "X", "--timezone", "Nowhere/City"]);
     assert!(!ok && err.contains("Unknown time zone"), "{err}");
-    let (ok, _, err) = clickhook(
-        &db,
-        &[
-            "account",
-            "create",
-            "--name",
-            "X",
-            "--timezone",
-            "UTC",
-            "--id",
-            "456789",
-        ],
-    );
+    let (ok, _, err) = clickhook(&db, &["account", "create", "--name", "X", "--timezone", "UTC", "--id", "456789"]);
     assert!(!ok && err.contains("already exists"), "{err}");
     let (ok, out, _) = clickhook(&db, &["account", "key", "456789"]);
     assert!(ok && out.contains("api key: ck_"));
     let (ok, out, _) = clickhook(&db, &["account", "list"]);
-    assert!(
-        ok && out.contains("456789\tBachmanity\tEurope/Warsaw"),
-        "{out}"
-    );
+    assert!(ok && out.contains("456789\tBachmanity\tEurope/Warsaw"), "{out}");
 
     let csv = dir.path().join("leads.csv");
-    std::fs::write(&csv, "email,first_name,snippet1\na@example.com,A,s\nbroken,B,\nb@example.com,B,\na@example.com,A2,\n").unwrap();
-    let (ok, out, err) = clickhook(
-        &db,
-        &["import", csv.to_str().unwrap(), "--account", "456789"],
-    );
+    std::fs::write(
+        &csv,
+        "email,first_name,snippet1\na@example.com,A,s\nbroken,B,\nb@example.com,B,\na@example.com,A2,\n",
+    )
+    .unwrap();
+    let (ok, out, err) = clickhook(&db, &["import", csv.to_str().unwrap(), "--account", "456789"]);
     assert!(ok, "{err}");
     assert!(out.contains("created 2, updated 1, rejected 1"), "{out}");
     assert!(out.contains("line 3: Invalid email address"), "{out}");
@@ -95,16 +56,10 @@ fn a_newer_database_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("c.db");
     assert!(clickhook(&db, &["migrate"]).0);
-    rusqlite::Connection::open(&db)
-        .unwrap()
-        .pragma_update(None, "user_version", 99)
-        .unwrap();
+    rusqlite::Connection::open(&db).unwrap().pragma_update(None, "user_version", 99).unwrap();
     let (ok, _, err) = clickhook(&db, &["account", "list"]);
     assert!(!ok);
-    assert!(
-        err.contains("schema is version 99, newer than this clickhook"),
-        "{err}"
-    );
+    assert!(err.contains("schema is version 99, newer than this clickhook"), "{err}");
 }
 
 /// A million-row file streams: memory stays far below the file's size.
@@ -114,28 +69,12 @@ fn a_million_rows_import_in_bounded_memory() {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("c.db");
-    clickhook(
-        &db,
-        &[
-            "account",
-            "create",
-            "--name",
-            "Big",
-            "--timezone",
-            "UTC",
-            "--id",
-            "1",
-        ],
-    );
+    clickhook(&db, &["account", "create", "--name", "Big", "--timezone", "UTC", "--id", "1"]);
     let csv = dir.path().join("big.csv");
     let mut f = std::io::BufWriter::new(std::fs::File::create(&csv).unwrap());
     writeln!(f, "email,first_name,last_name,company,snippet1").unwrap();
     for i in 0..1_000_000 {
-        writeln!(
-            f,
-            "p{i}@example.com,First{i},Last{i},Company {i},A snippet of some length for row {i}"
-        )
-        .unwrap();
+        writeln!(f, "p{i}@example.com,First{i},Last{i},Company {i},A snippet of some length for row {i}").unwrap();
     }
     drop(f);
     let out = Command::new("/usr/bin/time")
@@ -148,16 +87,7 @@ fn a_million_rows_import_in_bounded_memory() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stdout.contains("created 1000000, updated 0, rejected 0"),
-        "{stdout}{stderr}"
-    );
-    let kb: u64 = stderr
-        .split("maxrss_kb=")
-        .nth(1)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    assert!(stdout.contains("created 1000000, updated 0, rejected 0"), "{stdout}{stderr}");
+    let kb: u64 = stderr.split("maxrss_kb=").nth(1).unwrap().trim().parse().unwrap();
     assert!(kb < 100_000, "peak RSS {kb} kB");
 }

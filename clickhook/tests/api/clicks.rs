@@ -32,16 +32,10 @@ async fn send_rewrites_links_and_click_redirects() {
     let links = r.body["links"].as_array().unwrap().clone();
     assert_eq!(links.len(), 2);
     assert_eq!(links[0]["url"], "https://example.com/a?x=1&y=2");
-    let (t1, t2) = (
-        links[0]["tracked_url"].as_str().unwrap(),
-        links[1]["tracked_url"].as_str().unwrap(),
-    );
+    let (t1, t2) = (links[0]["tracked_url"].as_str().unwrap(), links[1]["tracked_url"].as_str().unwrap());
     assert!(t1.starts_with(&format!("{}/c/", app.base)));
     assert!(token_of(t1).len() < 48);
-    assert_eq!(
-        r.body["html"],
-        html.replace("https://example.com/a?x=1&amp;y=2", t1)
-    );
+    assert_eq!(r.body["html"], html.replace("https://example.com/a?x=1&amp;y=2", t1));
     assert_eq!(r.body["text"], format!("Read {t2}."));
 
     // The same idempotency key: the same answer, counted once.
@@ -54,20 +48,9 @@ async fn send_rewrites_links_and_click_redirects() {
         .await;
     assert_eq!(again.status, 200);
     assert_eq!(again.body["links"], json!(links));
-    assert_eq!(
-        app.get(&format!("/rest/v1/prospects?search=email={email}"), &key)
-            .await
-            .body[0]["emails_sent"],
-        1
-    );
+    assert_eq!(app.get(&format!("/rest/v1/prospects?search=email={email}"), &key).await.body[0]["emails_sent"], 1);
 
-    let res = app
-        .client
-        .get(t1)
-        .header("user-agent", "Mozilla/5.0 (Macintosh) Safari/605")
-        .send()
-        .await
-        .unwrap();
+    let res = app.client.get(t1).header("user-agent", "Mozilla/5.0 (Macintosh) Safari/605").send().await.unwrap();
     assert_eq!(res.status(), 302);
     assert_eq!(res.headers()["location"], "https://example.com/a?x=1&y=2");
     assert_eq!(res.headers()["cache-control"], "no-store");
@@ -102,12 +85,7 @@ async fn steps_without_tracking_leave_bodies_alone() {
     assert_eq!(r.body["html"], html);
     assert_eq!(r.body["links"], json!([]));
     // A prospect of the account who is not enrolled in the campaign.
-    app.post(
-        "/rest/v1/add_prospects_list",
-        &key,
-        json!({"prospects": [{"email": "loose@example.com"}]}),
-    )
-    .await;
+    app.post("/rest/v1/add_prospects_list", &key, json!({"prospects": [{"email": "loose@example.com"}]})).await;
     let r = app
         .post(
             &format!("/rest/v2/campaigns/{c}/emails"),
@@ -126,9 +104,7 @@ async fn bad_tokens_get_404_and_are_not_clicks() {
     let c = app.campaign(&key, 1).await;
     let email = unique_email("tok");
     app.enroll(&key, c, &email).await;
-    let sent = app
-        .send_html(&key, c, &email, "<a href=\"https://example.com/t\">t</a>")
-        .await;
+    let sent = app.send_html(&key, c, &email, "<a href=\"https://example.com/t\">t</a>").await;
     let tracked = sent["links"][0]["tracked_url"].as_str().unwrap();
     let token = token_of(tracked).to_string();
     let mut raw = URL_SAFE_NO_PAD.decode(&token).unwrap();
@@ -154,19 +130,11 @@ async fn bad_tokens_get_404_and_are_not_clicks() {
         "..%2F..%2Fetc%2Fpasswd".into(),
     ];
     for bad in &cases {
-        let r = app
-            .client
-            .get(format!("{}/c/{bad}", app.base))
-            .send()
-            .await
-            .unwrap();
+        let r = app.client.get(format!("{}/c/{bad}", app.base)).send().await.unwrap();
         assert_eq!(r.status(), 404, "{bad}");
         assert!(r.headers().get("location").is_none());
         let single_segment = !bad.contains('/');
-        assert!(
-            !single_segment || r.text().await.unwrap().contains("not valid"),
-            "{bad}"
-        );
+        assert!(!single_segment || r.text().await.unwrap().contains("not valid"), "{bad}");
     }
     assert_eq!(app.client.get(tracked).send().await.unwrap().status(), 302);
     assert_eq!(app.settled_clicks(&key, 1).await.len(), 1);
@@ -178,48 +146,19 @@ async fn rotated_keys_keep_verifying_until_removed() {
     let (_, key) = app.account("UTC").await;
     let c = app.campaign(&key, 1).await;
     app.enroll(&key, c, "rot@example.com").await;
-    let old = app
-        .send_html(
-            &key,
-            c,
-            "rot@example.com",
-            "<a href=\"https://example.com/old\">o</a>",
-        )
-        .await;
+    let old = app.send_html(&key, c, "rot@example.com", "<a href=\"https://example.com/old\">o</a>").await;
     let old_url = old["links"][0]["tracked_url"].as_str().unwrap().to_string();
     let first_key = app.store.link_keys().await.unwrap()[0].id;
-    app.store
-        .add_link_key(clickhook::click::token::new_secret())
-        .await
-        .unwrap();
+    app.store.add_link_key(clickhook::click::token::new_secret()).await.unwrap();
     // This node learns of the new key on its next refresh: an old-key link still works meanwhile.
     assert_eq!(app.client.get(&old_url).send().await.unwrap().status(), 302);
     app.store.remove_link_key(first_key).await.unwrap();
     // Removal reaches the node at its next key refresh; a forged key id triggers one.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let forged = URL_SAFE_NO_PAD.encode([9u8, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    assert_eq!(
-        app.client
-            .get(format!("{}/c/{forged}", app.base))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
-    assert_eq!(
-        app.client.get(&old_url).send().await.unwrap().status(),
-        404,
-        "a removed key verifies nothing"
-    );
-    let new = app
-        .send_html(
-            &key,
-            c,
-            "rot@example.com",
-            "<a href=\"https://example.com/new\">n</a>",
-        )
-        .await;
+    assert_eq!(app.client.get(format!("{}/c/{forged}", app.base)).send().await.unwrap().status(), 404);
+    assert_eq!(app.client.get(&old_url).send().await.unwrap().status(), 404, "a removed key verifies nothing");
+    let new = app.send_html(&key, c, "rot@example.com", "<a href=\"https://example.com/new\">n</a>").await;
     let new_url = new["links"][0]["tracked_url"].as_str().unwrap();
     assert_eq!(app.client.get(new_url).send().await.unwrap().status(), 302);
 }
@@ -228,32 +167,17 @@ async fn rotated_keys_keep_verifying_until_removed() {
 async fn bot_signals_and_settings() {
     let app = spawn_app(|s| s.trust_proxy = true);
     let (_, key) = app.account("UTC").await;
-    let r = app
-        .patch(
-            "/rest/v2/account",
-            &key,
-            json!({"click_filter": {"honeypot": true, "burst_seconds": 2}}),
-        )
-        .await;
+    let r = app.patch("/rest/v2/account", &key, json!({"click_filter": {"honeypot": true, "burst_seconds": 2}})).await;
     assert_eq!(r.body["click_filter"]["honeypot"], true, "{}", r.text);
     assert_eq!(r.body["click_filter"]["min_seconds_after_send"], 10);
     let c = app.campaign(&key, 1).await;
-    for e in [
-        "h@example.com",
-        "s@example.com",
-        "b@example.com",
-        "p@example.com",
-        "u@example.com",
-        "hp@example.com",
-    ] {
+    for e in ["h@example.com", "s@example.com", "b@example.com", "p@example.com", "u@example.com", "hp@example.com"] {
         app.enroll(&key, c, e).await;
     }
-    let two = "<html><body><a href=\"https://example.com/1\">1</a><a href=\"https://example.com/2\">2</a></body></html>";
+    let two =
+        "<html><body><a href=\"https://example.com/1\">1</a><a href=\"https://example.com/2\">2</a></body></html>";
     let human = app.send_html(&key, c, "h@example.com", two).await;
-    assert!(
-        human["html"].as_str().unwrap().contains("display:none"),
-        "honeypot added"
-    );
+    assert!(human["html"].as_str().unwrap().contains("display:none"), "honeypot added");
     // Sent just now: a click at once is a scanner's.
     let soon = app
         .post(
@@ -267,16 +191,10 @@ async fn bot_signals_and_settings() {
     let head = app.send_html(&key, c, "p@example.com", two).await;
     let ua = app.send_html(&key, c, "u@example.com", two).await;
     let pot = app.send_html(&key, c, "hp@example.com", two).await;
-    let url = |v: &serde_json::Value, i: usize| {
-        v["links"][i]["tracked_url"].as_str().unwrap().to_string()
-    };
+    let url = |v: &serde_json::Value, i: usize| v["links"][i]["tracked_url"].as_str().unwrap().to_string();
     let browser = "Mozilla/5.0 (Windows NT 10.0) Chrome/120";
     let get = |u: String, ua: &'static str| {
-        app.client
-            .get(u)
-            .header("user-agent", ua)
-            .header("x-forwarded-for", "198.51.100.7")
-            .send()
+        app.client.get(u).header("user-agent", ua).header("x-forwarded-for", "198.51.100.7").send()
     };
     assert_eq!(get(url(&human, 0), browser).await.unwrap().status(), 302);
     assert_eq!(get(url(&soon, 0), browser).await.unwrap().status(), 302);
@@ -288,27 +206,10 @@ async fn bot_signals_and_settings() {
         .header("user-agent", browser)
         .header("x-forwarded-for", "10.0.0.1, 198.51.100.7");
     assert_eq!(head_req.send().await.unwrap().status(), 302);
-    assert_eq!(
-        get(url(&ua, 0), "Mozilla/5.0 (compatible; Barracuda Sentinel)")
-            .await
-            .unwrap()
-            .status(),
-        302
-    );
+    assert_eq!(get(url(&ua, 0), "Mozilla/5.0 (compatible; Barracuda Sentinel)").await.unwrap().status(), 302);
     let html = pot["html"].as_str().unwrap();
-    let hp_url = html
-        .split("href=\"")
-        .last()
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
-    assert_eq!(
-        get(hp_url, browser).await.unwrap().status(),
-        200,
-        "the honeypot answers without a redirect"
-    );
+    let hp_url = html.split("href=\"").last().unwrap().split('"').next().unwrap().to_string();
+    assert_eq!(get(hp_url, browser).await.unwrap().status(), 200, "the honeypot answers without a redirect");
 
     let clicks = app.settled_clicks(&key, 7).await;
     let reasons = |email_id: &serde_json::Value| -> Vec<String> {
@@ -321,105 +222,37 @@ async fn bot_signals_and_settings() {
     };
     assert_eq!(reasons(&human["email_id"]), ["no_bot_signal"]);
     assert!(reasons(&soon["email_id"])[0].starts_with("clicked_0s_after_send"));
-    assert_eq!(
-        reasons(&burst["email_id"]),
-        ["burst_of_links", "burst_of_links"]
-    );
+    assert_eq!(reasons(&burst["email_id"]), ["burst_of_links", "burst_of_links"]);
     assert_eq!(reasons(&head["email_id"]), ["head_request"]);
     assert_eq!(reasons(&ua["email_id"]), ["scanner_user_agent"]);
     assert_eq!(reasons(&pot["email_id"]), ["honeypot_link"]);
-    assert!(
-        clicks.iter().all(|c| c["ip"] == "198.51.100.0"),
-        "X-Forwarded-For trusted, then anonymised"
-    );
-    assert_eq!(
-        app.get("/rest/v2/clicks?verdict=human", &key).await.total(),
-        1
-    );
-    assert_eq!(
-        app.get("/rest/v2/clicks?verdict=bot", &key).await.total(),
-        6
-    );
-    let p = app
-        .get("/rest/v1/prospects?search=email=h@", &key)
-        .await
-        .body[0]["id"]
-        .as_i64()
-        .unwrap();
-    assert_eq!(
-        app.get(&format!("/rest/v2/clicks?prospect_id={p}"), &key)
-            .await
-            .total(),
-        1
-    );
-    assert_eq!(
-        app.get(
-            &format!("/rest/v2/clicks?campaign_id={c}&since=2020-01-01T00:00:00Z"),
-            &key
-        )
-        .await
-        .total(),
-        7
-    );
+    assert!(clicks.iter().all(|c| c["ip"] == "198.51.100.0"), "X-Forwarded-For trusted, then anonymised");
+    assert_eq!(app.get("/rest/v2/clicks?verdict=human", &key).await.total(), 1);
+    assert_eq!(app.get("/rest/v2/clicks?verdict=bot", &key).await.total(), 6);
+    let p = app.get("/rest/v1/prospects?search=email=h@", &key).await.body[0]["id"].as_i64().unwrap();
+    assert_eq!(app.get(&format!("/rest/v2/clicks?prospect_id={p}"), &key).await.total(), 1);
+    assert_eq!(app.get(&format!("/rest/v2/clicks?campaign_id={c}&since=2020-01-01T00:00:00Z"), &key).await.total(), 7);
 
     // Only the human click became an event: bot clicks are recorded, not delivered.
     let db = rusqlite::Connection::open(&app.db_path).unwrap();
-    let events: i64 = db
-        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
-        .unwrap();
+    let events: i64 = db.query_row("SELECT count(*) FROM events", [], |r| r.get(0)).unwrap();
     assert_eq!(events, 1);
 
     // With deliver_bot_clicks on, bot clicks make events too.
-    app.patch(
-        "/rest/v2/account",
-        &key,
-        json!({"click_filter": {"deliver_bot_clicks": true}}),
-    )
-    .await;
-    assert_eq!(
-        app.client
-            .head(url(&head, 1))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        302
-    );
+    app.patch("/rest/v2/account", &key, json!({"click_filter": {"deliver_bot_clicks": true}})).await;
+    assert_eq!(app.client.head(url(&head, 1)).send().await.unwrap().status(), 302);
     app.settled_clicks(&key, 8).await;
-    let events: i64 = db
-        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
-        .unwrap();
+    let events: i64 = db.query_row("SELECT count(*) FROM events", [], |r| r.get(0)).unwrap();
     assert_eq!(events, 2);
 
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
     // Counters are process-wide and other tests' servers share this process: at least ours.
     let value = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(-1.0)
+        metrics.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok()).unwrap_or(-1.0)
     };
-    assert!(
-        value("clickhook_clicks_total{verdict=\"bot\"}") >= 7.0,
-        "{metrics}"
-    );
-    assert!(
-        value("clickhook_redirect_seconds_count") >= 8.0,
-        "{metrics}"
-    );
-    assert!(
-        value("clickhook_commit_batch_size_count") >= 8.0,
-        "{metrics}"
-    );
+    assert!(value("clickhook_clicks_total{verdict=\"bot\"}") >= 7.0, "{metrics}");
+    assert!(value("clickhook_redirect_seconds_count") >= 8.0, "{metrics}");
+    assert!(value("clickhook_commit_batch_size_count") >= 8.0, "{metrics}");
     assert_eq!(value("clickhook_outbox_pending_clicks"), 0.0, "{metrics}");
 }
 
@@ -429,14 +262,7 @@ async fn full_ip_when_the_operator_asks() {
     let (_, key) = app.account("UTC").await;
     let c = app.campaign(&key, 1).await;
     app.enroll(&key, c, "ip@example.com").await;
-    let sent = app
-        .send_html(
-            &key,
-            c,
-            "ip@example.com",
-            "<a href=\"https://example.com\">x</a>",
-        )
-        .await;
+    let sent = app.send_html(&key, c, "ip@example.com", "<a href=\"https://example.com\">x</a>").await;
     // Without --trust-proxy the header is ignored.
     app.client
         .get(sent["links"][0]["tracked_url"].as_str().unwrap())
@@ -447,4 +273,47 @@ async fn full_ip_when_the_operator_asks() {
         .unwrap();
     let clicks = app.settled_clicks(&key, 1).await;
     assert_eq!(clicks[0]["ip"], "127.0.0.1");
+}
+
+/// The first click of a burst is judged before the second exists; the second overrules it
+/// while its event is still held, so neither becomes a webhook.
+#[tokio::test]
+async fn a_later_click_overrules_an_earlier_held_one() {
+    let app = spawn_app(|_| {});
+    let (_, key) = app.account("UTC").await;
+    app.patch("/rest/v2/account", &key, json!({"click_filter": {"burst_seconds": 3}})).await;
+    let c = app.campaign(&key, 1).await;
+    app.enroll(&key, c, "burst@example.com").await;
+    let sent = app
+        .send_html(
+            &key,
+            c,
+            "burst@example.com",
+            "<a href=\"https://example.com/1\">1</a><a href=\"https://example.com/2\">2</a>",
+        )
+        .await;
+    let ua = "Mozilla/5.0 (X11; Linux x86_64) Firefox/120";
+    let url = |i: usize| sent["links"][i]["tracked_url"].as_str().unwrap().to_string();
+    app.client.get(url(0)).header("user-agent", ua).send().await.unwrap();
+    // Let the settler judge the first click on its own (it is then held, provisionally human).
+    let db = rusqlite::Connection::open(&app.db_path).unwrap();
+    for _ in 0..50 {
+        let judged: i64 =
+            db.query_row("SELECT count(*) FROM clicks WHERE verdict IS NOT NULL", [], |r| r.get(0)).unwrap();
+        if judged == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (verdict, released): (String, i64) =
+        db.query_row("SELECT verdict, released FROM clicks", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert_eq!((verdict.as_str(), released), ("human", 0), "judged, held");
+    app.client.get(url(1)).header("user-agent", ua).send().await.unwrap();
+    let clicks = app.settled_clicks(&key, 2).await;
+    for c in &clicks {
+        assert_eq!(c["verdict"], "bot", "{c}");
+        assert_eq!(c["reasons"], json!(["burst_of_links"]));
+    }
+    let events: i64 = db.query_row("SELECT count(*) FROM events", [], |r| r.get(0)).unwrap();
+    assert_eq!(events, 0);
 }

@@ -8,24 +8,14 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn serve(db: &std::path::Path, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_clickhook"))
         .arg("--db")
         .arg(db)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--public-url",
-            &format!("http://127.0.0.1:{port}"),
-        ])
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--public-url", &format!("http://127.0.0.1:{port}")])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -35,12 +25,7 @@ fn serve(db: &std::path::Path, port: u16) -> Child {
 
 async fn wait_up(client: &reqwest::Client, base: &str) {
     for _ in 0..300 {
-        if client
-            .get(format!("{base}/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
+        if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -55,21 +40,11 @@ async fn kill_9_loses_no_answered_click() {
     let out = Command::new(env!("CARGO_BIN_EXE_clickhook"))
         .arg("--db")
         .arg(&db)
-        .args([
-            "account",
-            "create",
-            "--name",
-            "Crash",
-            "--timezone",
-            "UTC",
-            "--json",
-        ])
+        .args(["account", "create", "--name", "Crash", "--timezone", "UTC", "--json"])
         .output()
         .unwrap();
-    let key = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["api_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let key =
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["api_key"].as_str().unwrap().to_string();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let client = crate::helpers::client();
@@ -77,11 +52,7 @@ async fn kill_9_loses_no_answered_click() {
     wait_up(&client, &base).await;
 
     let api = |path: &str, body: serde_json::Value| {
-        client
-            .post(format!("{base}{path}"))
-            .header("x-api-key", &key)
-            .body(body.to_string())
-            .send()
+        client.post(format!("{base}{path}")).header("x-api-key", &key).body(body.to_string()).send()
     };
     let r = api(
         "/rest/v2/campaigns",
@@ -89,15 +60,11 @@ async fn kill_9_loses_no_answered_click() {
     )
     .await
     .unwrap();
-    let c = serde_json::from_str::<serde_json::Value>(&r.text().await.unwrap()).unwrap()["id"]
-        .as_i64()
-        .unwrap();
+    let c = serde_json::from_str::<serde_json::Value>(&r.text().await.unwrap()).unwrap()["id"].as_i64().unwrap();
     client
         .patch(format!("{base}/rest/v2/account"))
         .header("x-api-key", &key)
-        .body(
-            json!({"click_filter": {"burst_seconds": 1, "min_seconds_after_send": 0}}).to_string(),
-        )
+        .body(json!({"click_filter": {"burst_seconds": 1, "min_seconds_after_send": 0}}).to_string())
         .send()
         .await
         .unwrap();
@@ -110,23 +77,13 @@ async fn kill_9_loses_no_answered_click() {
         )
         .await
         .unwrap();
-        let html: String = (0..5)
-            .map(|j| format!("<a href=\"https://example.com/{i}/{j}\">x</a>"))
-            .collect();
-        let r = api(
-            &format!("/rest/v2/campaigns/{c}/emails"),
-            json!({"prospect_email": email, "step": 1, "html": html}),
-        )
-        .await
-        .unwrap();
+        let html: String = (0..5).map(|j| format!("<a href=\"https://example.com/{i}/{j}\">x</a>")).collect();
+        let r =
+            api(&format!("/rest/v2/campaigns/{c}/emails"), json!({"prospect_email": email, "step": 1, "html": html}))
+                .await
+                .unwrap();
         let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
-        links.extend(
-            v["links"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|l| l["tracked_url"].as_str().unwrap().to_string()),
-        );
+        links.extend(v["links"].as_array().unwrap().iter().map(|l| l["tracked_url"].as_str().unwrap().to_string()));
     }
 
     // 32 clients click until the server dies; each remembers which of its clicks got a 302.
@@ -158,31 +115,17 @@ async fn kill_9_loses_no_answered_click() {
         t.await.unwrap();
     }
     let answered = answered.lock().unwrap().clone();
-    assert!(
-        answered.len() > 100,
-        "load was applied: {} answered clicks",
-        answered.len()
-    );
+    assert!(answered.len() > 100, "load was applied: {} answered clicks", answered.len());
 
     let conn = rusqlite::Connection::open(&db).unwrap();
-    let ok: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
+    let ok: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(ok, "ok");
     let stored: HashSet<String> = {
         let mut st = conn.prepare("SELECT user_agent FROM clicks").unwrap();
-        st.query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
+        st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
     };
     let lost: Vec<_> = answered.difference(&stored).collect();
-    assert!(
-        lost.is_empty(),
-        "{} answered clicks were lost, e.g. {:?}",
-        lost.len(),
-        lost.first()
-    );
+    assert!(lost.is_empty(), "{} answered clicks were lost, e.g. {:?}", lost.len(), lost.first());
     drop(conn);
 
     // Restarted, the node settles what the dead one left: one event per human click.
@@ -191,13 +134,8 @@ async fn kill_9_loses_no_answered_click() {
     let conn = rusqlite::Connection::open(&db).unwrap();
     let mut settled = false;
     for _ in 0..200 {
-        let pending: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM clicks WHERE verdict IS NULL",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let pending: i64 =
+            conn.query_row("SELECT count(*) FROM clicks WHERE verdict IS NULL", [], |r| r.get(0)).unwrap();
         if pending == 0 {
             settled = true;
             break;
@@ -205,16 +143,8 @@ async fn kill_9_loses_no_answered_click() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(settled, "pending clicks were not settled after restart");
-    let humans: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM clicks WHERE verdict = 'human'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let events: i64 = conn
-        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
-        .unwrap();
+    let humans: i64 = conn.query_row("SELECT count(*) FROM clicks WHERE verdict = 'human'", [], |r| r.get(0)).unwrap();
+    let events: i64 = conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0)).unwrap();
     assert_eq!(events, humans);
     server.kill().unwrap();
     server.wait().unwrap();

@@ -10,13 +10,7 @@ use crate::helpers::spawn_app;
 async fn event_matches_the_published_example() {
     let app = spawn_app(|_| {});
     let (_, key) = app.account_with_id(Some(456789), "Europe/Warsaw").await;
-    let r = app
-        .patch(
-            "/rest/v2/account",
-            &key,
-            json!({"snippet_labels": {"1": "my snippet label"}}),
-        )
-        .await;
+    let r = app.patch("/rest/v2/account", &key, json!({"snippet_labels": {"1": "my snippet label"}})).await;
     assert_eq!(r.status, 200, "{}", r.text);
 
     let r = app
@@ -39,18 +33,13 @@ async fn event_matches_the_published_example() {
         "industry": "IT", "state": "California", "status": "ACTIVE", "interested": ""
     });
     let r = app
-        .post(
-            "/rest/v1/add_prospects_list",
-            &key,
-            json!({"file_name": "saasinamerica.csv", "prospects": [prospect]}),
-        )
+        .post("/rest/v1/add_prospects_list", &key, json!({"file_name": "saasinamerica.csv", "prospects": [prospect]}))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let id = r.body["prospects"][0]["id"].as_i64().unwrap();
     let db = rusqlite::Connection::open(&app.db_path).unwrap();
     db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
-    db.execute("UPDATE prospects SET id = 1234567890 WHERE id = ?1", [id])
-        .unwrap();
+    db.execute("UPDATE prospects SET id = 1234567890 WHERE id = ?1", [id]).unwrap();
 
     for campaign in [123456, other] {
         let r = app
@@ -70,45 +59,19 @@ async fn event_matches_the_published_example() {
         html: &str,
         mailbox: bool,
     ) -> Value {
-        let mut body =
-            json!({"prospect_id": 1234567890, "step": 1, "sent_at": sent_at, "html": html});
+        let mut body = json!({"prospect_id": 1234567890, "step": 1, "sent_at": sent_at, "html": html});
         if mailbox {
             body["mailbox"] = json!("jared.dunn@piedpiper.com");
         }
-        let r = app
-            .post(&format!("/rest/v2/campaigns/{campaign}/emails"), key, body)
-            .await;
+        let r = app.post(&format!("/rest/v2/campaigns/{campaign}/emails"), key, body).await;
         assert_eq!(r.status, 201, "{}", r.text);
         r.body
     }
-    send(
-        &app,
-        &key,
-        other,
-        "2025-03-10T09:00:00+0100",
-        "<p>hello</p>",
-        false,
-    )
-    .await;
-    send(
-        &app,
-        &key,
-        123456,
-        "2025-03-14T10:00:00+0100",
-        "<p>first</p>",
-        true,
-    )
-    .await;
+    send(&app, &key, other, "2025-03-10T09:00:00+0100", "<p>hello</p>", false).await;
+    send(&app, &key, 123456, "2025-03-14T10:00:00+0100", "<p>first</p>", true).await;
     // The clicked email: step 1, the second this campaign sent Erlich (email_no #2).
-    let clicked = send(
-        &app,
-        &key,
-        123456,
-        "2025-03-20T14:32:34+0100",
-        "<a href=\"https://google.com\">Google</a>",
-        true,
-    )
-    .await;
+    let clicked =
+        send(&app, &key, 123456, "2025-03-20T14:32:34+0100", "<a href=\"https://google.com\">Google</a>", true).await;
     assert_eq!(clicked["email_no"], "#2");
     let r = app
         .patch(
@@ -121,21 +84,13 @@ async fn event_matches_the_published_example() {
 
     let email_id = clicked["email_id"].as_i64().unwrap();
     let contexts = app.store.event_contexts(vec![email_id]).await.unwrap();
-    let clicked_at = chrono::DateTime::parse_from_rfc3339("2025-03-21T19:47:47Z")
-        .unwrap()
-        .timestamp_millis();
-    let element =
-        clickhook::event::link_clicked(&contexts[&email_id], "https://google.com", clicked_at);
+    let clicked_at = chrono::DateTime::parse_from_rfc3339("2025-03-21T19:47:47Z").unwrap().timestamp_millis();
+    let element = clickhook::event::link_clicked(&contexts[&email_id], "https://google.com", clicked_at);
 
-    let example: Value = serde_json::from_str(include_str!(
-        "../../../../shared/spec/link_clicked.example.json"
-    ))
-    .unwrap();
+    let example: Value =
+        serde_json::from_str(include_str!("../../../../shared/spec/link_clicked.example.json")).unwrap();
     // Same values, same key order: compare the serialised forms.
-    assert_eq!(
-        serde_json::to_string_pretty(&element).unwrap(),
-        serde_json::to_string_pretty(&example[0]).unwrap()
-    );
+    assert_eq!(serde_json::to_string_pretty(&element).unwrap(), serde_json::to_string_pretty(&example[0]).unwrap());
 }
 
 #[tokio::test]
@@ -144,19 +99,10 @@ async fn followup_after_is_left_out_when_null_and_summer_time_shows() {
     let (_, key) = app.account("Europe/Warsaw").await;
     let c = app.campaign(&key, 1).await;
     app.enroll(&key, c, "summer@example.com").await;
-    let sent = app
-        .send_html(
-            &key,
-            c,
-            "summer@example.com",
-            "<a href=\"https://x.example\">x</a>",
-        )
-        .await;
+    let sent = app.send_html(&key, c, "summer@example.com", "<a href=\"https://x.example\">x</a>").await;
     let email_id = sent["email_id"].as_i64().unwrap();
     let ctx = app.store.event_contexts(vec![email_id]).await.unwrap();
-    let at = chrono::DateTime::parse_from_rfc3339("2025-07-01T12:00:00Z")
-        .unwrap()
-        .timestamp_millis();
+    let at = chrono::DateTime::parse_from_rfc3339("2025-07-01T12:00:00Z").unwrap().timestamp_millis();
     let e = clickhook::event::link_clicked(&ctx[&email_id], "https://x.example", at);
     assert!(e["prospect"].get("followup_after").is_none());
     assert_eq!(e["timestamp"], "2025-07-01T14:00:00+0200");

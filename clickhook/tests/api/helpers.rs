@@ -53,16 +53,10 @@ pub fn spawn_app(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         rt.block_on(async move {
             let store = store::open(&settings.db).await.unwrap();
-            let app = Application::build_with_store(settings, store.clone())
-                .await
-                .unwrap();
+            let app = Application::build_with_store(settings, store.clone()).await.unwrap();
             ready_tx.send((app.local_addr(), store)).unwrap();
             app.run_until_stopped(async {
                 let _ = stop_rx.await;
@@ -71,9 +65,7 @@ pub fn spawn_app(configure: impl FnOnce(&mut Settings)) -> TestApp {
             .unwrap();
         });
     });
-    let (addr, store) = ready_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("server starts");
+    let (addr, store) = ready_rx.recv_timeout(Duration::from_secs(30)).expect("server starts");
     TestApp {
         base: format!("http://{addr}"),
         store,
@@ -105,11 +97,7 @@ impl Resp {
         self.body["status"]["code"].as_str().unwrap_or_default()
     }
     pub fn total(&self) -> i64 {
-        self.headers["x-total-count"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap()
+        self.headers["x-total-count"].to_str().unwrap().parse().unwrap()
     }
 }
 
@@ -120,28 +108,15 @@ impl TestApp {
     }
 
     pub async fn account_with_id(&self, id: Option<i64>, tz: &str) -> (Account, String) {
-        let a = self
-            .store
-            .create_account(NewAccount {
-                id,
-                name: "Test".into(),
-                timezone: tz.into(),
-            })
-            .await
-            .unwrap();
+        let a = self.store.create_account(NewAccount { id, name: "Test".into(), timezone: tz.into() }).await.unwrap();
         let key = auth::issue_key(&self.store, a.id).await.unwrap();
         (a, key)
     }
 
     pub async fn call(&self, method: Method, path: &str, key: &str, body: Option<Value>) -> Resp {
-        let mut req = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .header("x-api-key", key);
+        let mut req = self.client.request(method, format!("{}{path}", self.base)).header("x-api-key", key);
         if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_string());
+            req = req.header("content-type", "application/json").body(b.to_string());
         }
         into_resp(req.send().await.unwrap()).await
     }
@@ -165,9 +140,7 @@ impl TestApp {
 
     /// A RUNNING campaign with `steps` EMAIL steps (all tracking links) and one mailbox.
     pub async fn campaign(&self, key: &str, steps: usize) -> i64 {
-        let steps: Vec<Value> = (0..steps)
-            .map(|_| serde_json::json!({"type": "EMAIL", "track_links": true}))
-            .collect();
+        let steps: Vec<Value> = (0..steps).map(|_| serde_json::json!({"type": "EMAIL", "track_links": true})).collect();
         let r = self
             .post(
                 "/rest/v2/campaigns",
@@ -226,12 +199,7 @@ async fn into_resp(r: reqwest::Response) -> Resp {
     let headers = r.headers().clone();
     let text = r.text().await.unwrap();
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Resp {
-        status,
-        headers,
-        body,
-        text,
-    }
+    Resp { status, headers, body, text }
 }
 
 /// A unique email address for this test run.

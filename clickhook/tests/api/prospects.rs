@@ -52,11 +52,7 @@ async fn add_update_list_filter_sort_page_delete() {
     let r = app.get(&format!("/rest/v1/prospects?id={ann}"), &key).await;
     let p = &r.body[0];
     assert_eq!(
-        (
-            p["first_name"].as_str(),
-            p["title"].as_str(),
-            p["company"].as_str()
-        ),
+        (p["first_name"].as_str(), p["title"].as_str(), p["company"].as_str()),
         (Some("Ann"), Some("CTO"), Some("Zeta"))
     );
     assert_eq!(p["tags"], "#VIP #A");
@@ -66,70 +62,28 @@ async fn add_update_list_filter_sort_page_delete() {
     let r = app.get("/rest/v1/prospects?sort=%2Bcompany", &key).await;
     assert_eq!(r.total(), 2);
     assert_eq!(r.body[0]["company"], "Alpha");
-    let r = app
-        .get("/rest/v1/prospects?sort=-company&per_page=1&page=2", &key)
-        .await;
+    let r = app.get("/rest/v1/prospects?sort=-company&per_page=1&page=2", &key).await;
     assert_eq!(r.body.as_array().unwrap().len(), 1);
     assert_eq!(r.body[0]["company"], "Alpha");
     assert_eq!(r.total(), 2);
-    assert_eq!(
-        app.get("/rest/v1/prospects?status=REPLIED", &key)
-            .await
-            .body[0]["first_name"],
-        "Bob"
-    );
-    assert_eq!(
-        app.get("/rest/v1/prospects?interested=MAYBE_LATER", &key)
-            .await
-            .body[0]["interested"],
-        "MAYBE_LATER"
-    );
-    assert_eq!(
-        app.get("/rest/v1/prospects?search=first_name=an", &key)
-            .await
-            .body[0]["email"],
-        "ann@example.com"
-    );
-    assert_eq!(
-        app.get("/rest/v1/prospects?search=company=nothing", &key)
-            .await
-            .status,
-        204
-    );
+    assert_eq!(app.get("/rest/v1/prospects?status=REPLIED", &key).await.body[0]["first_name"], "Bob");
+    assert_eq!(app.get("/rest/v1/prospects?interested=MAYBE_LATER", &key).await.body[0]["interested"], "MAYBE_LATER");
+    assert_eq!(app.get("/rest/v1/prospects?search=first_name=an", &key).await.body[0]["email"], "ann@example.com");
+    assert_eq!(app.get("/rest/v1/prospects?search=company=nothing", &key).await.status, 204);
 
     let c = app.campaign(&key, 1).await;
     app.enroll(&key, c, "bob@example.com").await;
-    let r = app
-        .get(&format!("/rest/v1/prospects?campaigns_id={c}"), &key)
-        .await;
+    let r = app.get(&format!("/rest/v1/prospects?campaigns_id={c}"), &key).await;
     assert_eq!(r.total(), 1);
     assert_eq!(r.body[0]["in_campaign"], 1);
 
-    let r = app
-        .post(
-            "/rest/v1/stop_followups",
-            &key,
-            json!({"prospect": {"email": "BOB@example.com"}}),
-        )
-        .await;
+    let r = app.post("/rest/v1/stop_followups", &key, json!({"prospect": {"email": "BOB@example.com"}})).await;
     assert_eq!(r.status, 200, "{}", r.text);
 
-    let r = app
-        .delete(&format!("/rest/v1/prospects?id={ann}"), &key)
-        .await;
+    let r = app.delete(&format!("/rest/v1/prospects?id={ann}"), &key).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(
-        app.get(&format!("/rest/v1/prospects?id={ann}"), &key)
-            .await
-            .status,
-        204
-    );
-    assert_eq!(
-        app.delete(&format!("/rest/v1/prospects?id={ann}"), &key)
-            .await
-            .status,
-        404
-    );
+    assert_eq!(app.get(&format!("/rest/v1/prospects?id={ann}"), &key).await.status, 204);
+    assert_eq!(app.delete(&format!("/rest/v1/prospects?id={ann}"), &key).await.status, 404);
 }
 
 #[tokio::test]
@@ -151,37 +105,21 @@ async fn csv_import_reports_each_rejected_row() {
     let r = app
         .raw(
             app.client
-                .post(format!(
-                    "{}/rest/v2/prospects/import?file_name=leads.csv",
-                    app.base
-                ))
+                .post(format!("{}/rest/v2/prospects/import?file_name=leads.csv", app.base))
                 .header("x-api-key", &key)
                 .body(csv),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
-        (
-            r.body["created"].as_u64(),
-            r.body["updated"].as_u64(),
-            r.body["rejected"].as_u64()
-        ),
+        (r.body["created"].as_u64(), r.body["updated"].as_u64(), r.body["rejected"].as_u64()),
         (Some(1), Some(1), Some(3))
     );
-    let lines: Vec<u64> = r.body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["line"].as_u64().unwrap())
-        .collect();
+    let lines: Vec<u64> = r.body["errors"].as_array().unwrap().iter().map(|e| e["line"].as_u64().unwrap()).collect();
     assert_eq!(lines, [4, 5, 6]);
     let p = app.get("/rest/v1/prospects?search=email=new@", &key).await;
     assert_eq!(
-        (
-            p.body[0]["snippet3"].as_str(),
-            p.body[0]["tags"].as_str(),
-            p.body[0]["imported"].as_str()
-        ),
+        (p.body[0]["snippet3"].as_str(), p.body[0]["tags"].as_str(), p.body[0]["imported"].as_str()),
         (Some("s3"), Some("#VIP"), Some("leads.csv"))
     );
     let p = app.get("/rest/v1/prospects?search=email=old@", &key).await;

@@ -13,15 +13,9 @@ async fn other_accounts_are_invisible_for_every_resource() {
     let campaign = app.campaign(&a, 1).await;
     let email = unique_email("tenant");
     let prospect = app.enroll(&a, campaign, &email).await;
-    let sent = app
-        .send_html(&a, campaign, &email, "<a href=\"https://x.example\">x</a>")
-        .await;
+    let sent = app.send_html(&a, campaign, &email, "<a href=\"https://x.example\">x</a>").await;
     let r = app
-        .post(
-            "/rest/v1/webhooks/subscribe",
-            &a,
-            json!({"target_url": "http://127.0.0.1:9/a", "event": "link_clicked"}),
-        )
+        .post("/rest/v1/webhooks/subscribe", &a, json!({"target_url": "http://127.0.0.1:9/a", "event": "link_clicked"}))
         .await;
     assert_eq!(r.status, 201);
     let tracked = sent["links"][0]["tracked_url"].as_str().unwrap();
@@ -32,47 +26,28 @@ async fn other_accounts_are_invisible_for_every_resource() {
     let missing = 987_654_321;
     let cases: Vec<(Method, String, Option<serde_json::Value>)> = vec![
         (Method::GET, "/rest/v2/campaigns/{c}".into(), None),
-        (
-            Method::PATCH,
-            "/rest/v2/campaigns/{c}".into(),
-            Some(json!({"name": "stolen"})),
-        ),
+        (Method::PATCH, "/rest/v2/campaigns/{c}".into(), Some(json!({"name": "stolen"}))),
         (Method::DELETE, "/rest/v2/campaigns/{c}".into(), None),
         (
             Method::POST,
             "/rest/v2/campaigns/{c}/emails".into(),
             Some(json!({"prospect_id": prospect, "step": 1, "text": "x"})),
         ),
-        (
-            Method::PATCH,
-            "/rest/v2/campaigns/{c}/prospects/{p}".into(),
-            Some(json!({"step": 1})),
-        ),
+        (Method::PATCH, "/rest/v2/campaigns/{c}/prospects/{p}".into(), Some(json!({"step": 1}))),
         (
             Method::POST,
             "/rest/v1/add_prospects_campaign".into(),
-            Some(
-                json!({"campaign": {"campaign_id": "{c}"}, "prospects": [{"email": "n@example.com"}]}),
-            ),
+            Some(json!({"campaign": {"campaign_id": "{c}"}, "prospects": [{"email": "n@example.com"}]})),
         ),
         (Method::DELETE, "/rest/v1/prospects?id={p}".into(), None),
-        (
-            Method::POST,
-            "/rest/v2/prospects/import?campaign_id={c}".into(),
-            None,
-        ),
+        (Method::POST, "/rest/v2/prospects/import?campaign_id={c}".into(), None),
     ];
     for (method, path, body) in cases {
-        let fill = |id_c: i64, id_p: i64, s: &str| {
-            s.replace("{c}", &id_c.to_string())
-                .replace("{p}", &id_p.to_string())
-        };
+        let fill =
+            |id_c: i64, id_p: i64, s: &str| s.replace("{c}", &id_c.to_string()).replace("{p}", &id_p.to_string());
         let send = |key: &str, c: i64, p: i64| {
             let url = format!("{}{}", app.base, fill(c, p, &path));
-            let mut req = app
-                .client
-                .request(method.clone(), url)
-                .header("x-api-key", key);
+            let mut req = app.client.request(method.clone(), url).header("x-api-key", key);
             if path.contains("import") {
                 req = req.body("email\nq@example.com\n");
             } else if let Some(b) = &body {
@@ -82,41 +57,18 @@ async fn other_accounts_are_invisible_for_every_resource() {
         };
         let foreign = app.raw(send(&b, campaign, prospect)).await;
         let absent = app.raw(send(&b, missing, missing)).await;
-        assert_eq!(
-            (foreign.status, &foreign.body),
-            (absent.status, &absent.body),
-            "{method} {path}"
-        );
+        assert_eq!((foreign.status, &foreign.body), (absent.status, &absent.body), "{method} {path}");
         assert!(foreign.status == 404, "{method} {path}: {}", foreign.text);
     }
 
     // Lists never show another account's rows.
-    assert_eq!(
-        app.get(&format!("/rest/v1/prospects?id={prospect}"), &b)
-            .await
-            .status,
-        204
-    );
-    assert_eq!(
-        app.get(&format!("/rest/v1/campaign_list?id={campaign}"), &b)
-            .await
-            .status,
-        204
-    );
+    assert_eq!(app.get(&format!("/rest/v1/prospects?id={prospect}"), &b).await.status, 204);
+    assert_eq!(app.get(&format!("/rest/v1/campaign_list?id={campaign}"), &b).await.status, 204);
     assert_eq!(app.get("/rest/v2/campaigns", &b).await.body, json!([]));
     assert_eq!(app.get("/rest/v2/clicks", &b).await.status, 204);
-    assert_eq!(
-        app.get("/rest/v2/webhooks", &b).await.body,
-        json!({"webhooks": []})
-    );
+    assert_eq!(app.get("/rest/v2/webhooks", &b).await.body, json!({"webhooks": []}));
     assert_eq!(app.get("/rest/v2/subscriptions", &b).await.body, json!([]));
-    let r = app
-        .post(
-            "/rest/v1/stop_followups",
-            &b,
-            json!({"prospect": {"email": email}}),
-        )
-        .await;
+    let r = app.post("/rest/v1/stop_followups", &b, json!({"prospect": {"email": email}})).await;
     assert_eq!(r.status, 404);
     let r = app
         .post(
@@ -130,20 +82,9 @@ async fn other_accounts_are_invisible_for_every_resource() {
     // And A's data are untouched by all of it.
     let r = app.get(&format!("/rest/v2/campaigns/{campaign}"), &a).await;
     assert_eq!(r.body["name"], "C");
-    assert_eq!(
-        app.get(&format!("/rest/v1/prospects?id={prospect}"), &a)
-            .await
-            .status,
-        200
-    );
+    assert_eq!(app.get(&format!("/rest/v1/prospects?id={prospect}"), &a).await.status, 200);
     assert_eq!(app.get("/rest/v2/clicks", &a).await.total(), 1);
-    assert_eq!(
-        app.get("/rest/v2/webhooks", &a).await.body["webhooks"]
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(app.get("/rest/v2/webhooks", &a).await.body["webhooks"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -159,16 +100,10 @@ async fn keys_are_checked_in_every_woodpecker_form() {
         format!("Basic {}", b64(&format!(":{key}"))),
         format!("Basic {}:X", b64(&key)),
     ] {
-        let r = app
-            .raw(app.client.get(&url).header("authorization", &auth))
-            .await;
+        let r = app.raw(app.client.get(&url).header("authorization", &auth)).await;
         assert_eq!(r.status, 200, "{auth}");
     }
-    for bad in [
-        None,
-        Some("x-api-key: ck_wrong"),
-        Some("authorization: Basic Y2tfd3Jvbmc="),
-    ] {
+    for bad in [None, Some("x-api-key: ck_wrong"), Some("authorization: Basic Y2tfd3Jvbmc=")] {
         let mut req = app.client.get(&url);
         if let Some(h) = bad {
             let (n, v) = h.split_once(": ").unwrap();
@@ -188,10 +123,7 @@ async fn revoked_keys_stop_working() {
     let app = crate::helpers::spawn_app(|_| {});
     let (account, key) = app.account("UTC").await;
     assert_eq!(app.get("/rest/v2/account", &key).await.status, 200);
-    app.store
-        .revoke_api_key(account.id, &clickhook::api::auth::key_prefix(&key))
-        .await
-        .unwrap();
+    app.store.revoke_api_key(account.id, &clickhook::api::auth::key_prefix(&key)).await.unwrap();
     // The answer may be cached for a few seconds; after that the key is refused.
     for _ in 0..80 {
         if app.get("/rest/v2/account", &key).await.status == 401 {

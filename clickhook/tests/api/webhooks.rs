@@ -8,13 +8,8 @@ use crate::helpers::{shared, spawn_app};
 async fn subscribe_duplicate_limit_unsubscribe_list() {
     let app = shared();
     let (_, key) = app.account("UTC").await;
-    let sub = |url: &str| {
-        app.post(
-            "/rest/v1/webhooks/subscribe",
-            &key,
-            json!({"target_url": url, "event": "link_clicked"}),
-        )
-    };
+    let sub =
+        |url: &str| app.post("/rest/v1/webhooks/subscribe", &key, json!({"target_url": url, "event": "link_clicked"}));
     let r = sub("http://127.0.0.1:9/one").await;
     assert_eq!(r.status, 201);
     assert_eq!(
@@ -34,16 +29,10 @@ async fn subscribe_duplicate_limit_unsubscribe_list() {
     assert_eq!(r.code(), "E_WRONG_PARAM");
 
     let r = app.get("/rest/v2/webhooks", &key).await;
-    assert_eq!(
-        r.body["webhooks"][0],
-        json!({"target_url": "http://127.0.0.1:9/one", "event": "LINK_CLICKED"})
-    );
+    assert_eq!(r.body["webhooks"][0], json!({"target_url": "http://127.0.0.1:9/one", "event": "LINK_CLICKED"}));
     assert_eq!(r.body["webhooks"].as_array().unwrap().len(), 3);
     let subs = app.get("/rest/v2/subscriptions", &key).await;
-    assert!(subs.body[0]["secret"]
-        .as_str()
-        .unwrap()
-        .starts_with("whsec_"));
+    assert!(subs.body[0]["secret"].as_str().unwrap().starts_with("whsec_"));
     assert_eq!(subs.body[0]["status"], "active");
 
     let r = app
@@ -63,11 +52,7 @@ async fn subscribe_duplicate_limit_unsubscribe_list() {
         .await;
     assert_eq!(r.status, 404);
     assert_eq!(r.code(), "E_URL_NOT_FOUND");
-    assert_eq!(
-        sub("http://127.0.0.1:9/four").await.status,
-        201,
-        "a freed slot can be used"
-    );
+    assert_eq!(sub("http://127.0.0.1:9/four").await.status, 201, "a freed slot can be used");
 }
 
 #[tokio::test]
@@ -81,18 +66,10 @@ async fn private_targets_are_refused_unless_allowed() {
         "http://169.254.169.254/latest",
         "http://10.0.0.1/x",
     ] {
-        let r = app
-            .post(
-                "/rest/v1/webhooks/subscribe",
-                &key,
-                json!({"target_url": url, "event": "link_clicked"}),
-            )
-            .await;
+        let r =
+            app.post("/rest/v1/webhooks/subscribe", &key, json!({"target_url": url, "event": "link_clicked"})).await;
         assert_eq!(r.status, 400, "{url}");
         assert_eq!(r.code(), "E_WRONG_PARAM");
     }
-    assert_eq!(
-        app.get("/rest/v2/webhooks", &key).await.body,
-        json!({"webhooks": []})
-    );
+    assert_eq!(app.get("/rest/v2/webhooks", &key).await.body, json!({"webhooks": []}));
 }
