@@ -89,11 +89,7 @@ where
 {
     let name = name.to_string();
     Ok(std::thread::Builder::new().name(name.clone()).spawn(move || {
-        // SAFETY: setpriority on this thread's own id; failure only leaves the priority as it was.
-        unsafe {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::setpriority(libc::PRIO_PROCESS, tid, 19);
-        }
+        lower_priority();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .thread_name(format!("{name}-io"))
@@ -101,6 +97,16 @@ where
             .expect("a runtime for a background worker");
         rt.block_on(task());
     })?)
+}
+
+/// Gives the calling thread the lowest CPU priority (nice 19).
+pub fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority on this thread's own id; failure only leaves the priority as it was.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+    }
 }
 
 /// Keys rotated on another node reach this one within a minute even without traffic.

@@ -27,7 +27,45 @@ use token::TokenError;
 
 /// Tracked links by (email, link number). Links never change, so entries never go stale;
 /// two generations bound memory and keep the links in use.
-type Generation = HashMap<(i64, i64), Arc<LinkTarget>>;
+/// A tracked link as the click path uses it: the stored target and its ready-made Location.
+pub struct CachedLink {
+    pub target: LinkTarget,
+    /// `None` when the stored URL cannot be a Location header (the click is still refused).
+    pub location: Option<HeaderValue>,
+}
+
+impl CachedLink {
+    fn new(target: LinkTarget) -> Self {
+        let location = HeaderValue::from_str(&target.url)
+            .ok()
+            .or_else(|| url::Url::parse(&target.url).ok().and_then(|u| HeaderValue::from_str(u.as_str()).ok()));
+        CachedLink { target, location }
+    }
+}
+
+/// Multiply-shift hashing of (email, link): keys are ours, not an attacker's choice of
+/// strings, and SipHash costs more than the rest of the lookup.
+#[derive(Default, Clone, Copy)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_i64(&mut self, v: i64) {
+        self.write_u64(v as u64);
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+type Generation = HashMap<(i64, i64), Arc<CachedLink>, std::hash::BuildHasherDefault<KeyHasher>>;
 
 pub struct LinkCache {
     generations: Mutex<(Generation, Generation)>,
@@ -36,10 +74,13 @@ pub struct LinkCache {
 
 impl LinkCache {
     pub fn new(capacity: usize) -> Self {
-        LinkCache { generations: Mutex::new((HashMap::new(), HashMap::new())), capacity: capacity.max(16) }
+        LinkCache {
+            generations: Mutex::new((Generation::default(), Generation::default())),
+            capacity: capacity.max(16),
+        }
     }
 
-    fn get(&self, key: (i64, i64)) -> Option<Arc<LinkTarget>> {
+    fn get(&self, key: (i64, i64)) -> Option<Arc<CachedLink>> {
         let mut g = self.generations.lock().unwrap();
         if let Some(v) = g.0.get(&key) {
             return Some(v.clone());
@@ -49,12 +90,12 @@ impl LinkCache {
         Some(v)
     }
 
-    fn insert(&self, key: (i64, i64), v: Arc<LinkTarget>) {
+    fn insert(&self, key: (i64, i64), v: Arc<CachedLink>) {
         let mut g = self.generations.lock().unwrap();
         self.insert_locked(&mut g, key, v);
     }
 
-    fn insert_locked(&self, g: &mut (Generation, Generation), key: (i64, i64), v: Arc<LinkTarget>) {
+    fn insert_locked(&self, g: &mut (Generation, Generation), key: (i64, i64), v: Arc<CachedLink>) {
         if g.0.len() >= self.capacity {
             g.1 = std::mem::take(&mut g.0);
         }
@@ -106,7 +147,7 @@ fn client_ip(st: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
     peer.ip()
 }
 
-async fn resolve(st: &AppState, token: &str) -> Option<Arc<LinkTarget>> {
+async fn resolve(st: &AppState, token: &str) -> Option<Arc<CachedLink>> {
     let link = match st.link_keys.verify(token) {
         Ok(l) => l,
         // A key created on another node since we last looked: re-read keys, at most once a second.
@@ -119,7 +160,7 @@ async fn resolve(st: &AppState, token: &str) -> Option<Arc<LinkTarget>> {
     if let Some(t) = st.links.get(key) {
         return Some(t);
     }
-    let target = Arc::new(st.store.link_target(link.email_id, link.link_no).await.ok()??);
+    let target = Arc::new(CachedLink::new(st.store.link_target(link.email_id, link.link_no).await.ok()??));
     st.links.insert(key, target.clone());
     Some(target)
 }
@@ -135,9 +176,13 @@ pub async fn follow(
     let started = Instant::now();
     // The raw path, not a decoded one: a percent-encoded token is not the token.
     let token = uri.path().strip_prefix("/c/").unwrap_or_default();
-    let Some(target) = resolve(&st, token).await else {
+    let Some(link) = resolve(&st, token).await else {
         return not_found();
     };
+    let target = &link.target;
+    if !target.honeypot && link.location.is_none() {
+        return not_found();
+    }
     let ip = client_ip(&st, peer, &headers);
     let ip = if st.settings.full_ip { ip.to_canonical() } else { anonymize(ip) };
     let user_agent = headers
@@ -162,20 +207,16 @@ pub async fn follow(
         return res;
     }
     METRICS.clicks_recorded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let res = if target.honeypot {
-        html(StatusCode::OK, "<!doctype html><title></title>\n")
-    } else {
-        let location = HeaderValue::from_str(&target.url)
-            .ok()
-            .or_else(|| url::Url::parse(&target.url).ok().and_then(|u| HeaderValue::from_str(u.as_str()).ok()));
-        let Some(location) = location else {
-            return not_found();
-        };
-        let mut res = Response::new(Body::empty());
-        *res.status_mut() = StatusCode::FOUND;
-        res.headers_mut().insert(header::LOCATION, location);
-        res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        res
+    let res = match &link.location {
+        Some(location) if !target.honeypot => {
+            let mut res = Response::new(Body::empty());
+            *res.status_mut() = StatusCode::FOUND;
+            res.headers_mut().insert(header::LOCATION, location.clone());
+            res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            res
+        }
+        // The honeypot: recorded, and answered with an empty page rather than sent anywhere.
+        _ => html(StatusCode::OK, "<!doctype html><title></title>\n"),
     };
     METRICS.redirect_seconds.observe(started.elapsed().as_secs_f64());
     res

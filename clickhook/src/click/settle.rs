@@ -27,7 +27,7 @@ use crate::store::{
 };
 
 /// Small enough that one settle transaction never holds the writer long (redirects wait on it).
-const BATCH: i64 = 1000;
+const BATCH: i64 = 250;
 
 /// Clicks are stamped before they are committed; one stamped a little earlier may commit a
 /// little later. Releases wait this much longer than the window so such a click is judged first.
@@ -35,6 +35,7 @@ const COMMIT_SKEW_MS: Millis = 250;
 
 pub async fn run(store: DynStore, lists: Arc<ScannerLists>, mut shutdown: watch::Receiver<bool>) {
     loop {
+        let started = std::time::Instant::now();
         let busy = match settle_once(&store, &lists, now_millis()).await {
             Ok(n) => n,
             Err(e) => {
@@ -45,9 +46,13 @@ pub async fn run(store: DynStore, lists: Arc<ScannerLists>, mut shutdown: watch:
         if *shutdown.borrow() {
             return;
         }
-        if busy < BATCH as usize {
+        // A round that took long waited for the writer, which puts clicks first: the click path
+        // is saturated, so back off for as long again and leave it the CPU.
+        let pause = if busy < BATCH as usize { Duration::from_millis(100) } else { Duration::ZERO };
+        let pause = pause.max(started.elapsed().saturating_sub(Duration::from_millis(50)).min(Duration::from_secs(2)));
+        if !pause.is_zero() {
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.changed() => return,
             }
         }

@@ -23,6 +23,9 @@ const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sq
 /// Upper bound on messages folded into one transaction; keeps commit latency bounded.
 const MAX_GROUP: usize = 4096;
 
+/// Background jobs yield to clicks, but never for longer than this.
+const BACKGROUND_MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[derive(Debug, Clone)]
 pub struct Options {
     /// `FULL` survives power loss; `NORMAL` survives a killed process only.
@@ -41,6 +44,8 @@ type Job = Box<dyn FnOnce(&Connection) -> Done + Send>;
 
 enum Msg {
     Job(Job),
+    /// Background work (settling): runs when no click is waiting, or after `BACKGROUND_MAX_WAIT`.
+    Background(Job),
     Click(NewClick, oneshot::Sender<StoreResult<()>>),
     Close(oneshot::Sender<()>),
 }
@@ -129,6 +134,7 @@ impl SqliteStore {
             opts.synchronous
         ))?;
         migrate(&conn)?;
+        conn.set_prepared_statement_cache_capacity(64);
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || {
             batch_scheduling();
@@ -157,6 +163,22 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
+        self.write_as(false, f).await
+    }
+
+    /// Like `write`, for background work: it yields to clicks waiting for their commit.
+    async fn write_background<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        self.write_as(true, f).await
+    }
+
+    async fn write_as<T: Send + 'static>(
+        &self,
+        background: bool,
+        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn: &Connection| -> Done {
             if let Err(e) = conn.execute_batch("SAVEPOINT job") {
@@ -177,7 +199,8 @@ impl SqliteStore {
                 }
             }
         });
-        self.writer.send(Msg::Job(job)).map_err(|_| closed())?;
+        let msg = if background { Msg::Background(job) } else { Msg::Job(job) };
+        self.writer.send(msg).map_err(|_| closed())?;
         rx.await.map_err(|_| closed())?
     }
 
@@ -222,26 +245,57 @@ fn checkpoint_loop(conn: Connection, stop: Arc<std::sync::atomic::AtomicBool>) {
 
 fn writer_loop(conn: Connection, rx: mpsc::Receiver<Msg>) {
     let mut group: Vec<Msg> = Vec::with_capacity(256);
-    while let Ok(first) = rx.recv() {
-        group.push(first);
+    let mut background: std::collections::VecDeque<(std::time::Instant, Job)> = Default::default();
+    loop {
+        // Block for work only when no background job waits either.
+        let first = if background.is_empty() {
+            match rx.recv() {
+                Ok(m) => Some(m),
+                Err(_) => return,
+            }
+        } else {
+            match rx.try_recv() {
+                Ok(m) => Some(m),
+                Err(mpsc::TryRecvError::Empty) => None,
+                Err(mpsc::TryRecvError::Disconnected) => return,
+            }
+        };
+        group.extend(first);
         while group.len() < MAX_GROUP {
             match rx.try_recv() {
                 Ok(m) => group.push(m),
                 Err(_) => break,
             }
         }
+        let any_click = group.iter().any(|m| matches!(m, Msg::Click(..)));
+        // Park background jobs; run one when the clicks leave room, or when it has waited too long.
+        let mut i = 0;
+        while i < group.len() {
+            if matches!(group[i], Msg::Background(_)) {
+                if let Msg::Background(job) = group.remove(i) {
+                    background.push_back((std::time::Instant::now(), job));
+                }
+            } else {
+                i += 1;
+            }
+        }
+        let overdue = background.front().is_some_and(|(t, _)| t.elapsed() > BACKGROUND_MAX_WAIT);
+        if !any_click || overdue {
+            if let Some((_, job)) = background.pop_front() {
+                group.push(Msg::Job(job));
+            }
+        }
+        if group.is_empty() {
+            continue;
+        }
         let began = conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err);
         let mut clicks = Vec::new();
+        let mut queued = Vec::new();
         let mut dones: Vec<Done> = Vec::new();
         let mut closing = None;
         for msg in group.drain(..) {
             match msg {
-                Msg::Click(click, tx) => match began.clone().and_then(|_| insert_click(&conn, &click)) {
-                    Ok(()) => clicks.push(tx),
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                    }
-                },
+                Msg::Click(click, tx) => queued.push((click, tx)),
                 Msg::Job(job) => match &began {
                     Ok(()) => dones.push(job(&conn)),
                     Err(e) => {
@@ -252,6 +306,18 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Msg>) {
                     }
                 },
                 Msg::Close(ack) => closing = Some(ack),
+                Msg::Background(_) => unreachable!("background jobs were parked above"),
+            }
+        }
+        // Multi-row inserts in power-of-two chunks: a handful of cached statements, few VM runs.
+        while !queued.is_empty() {
+            let n = 1 << (queued.len().min(32).ilog2());
+            let chunk: Vec<_> = queued.drain(..n).collect();
+            match began.clone().and_then(|_| insert_clicks(&conn, &chunk)) {
+                Ok(()) => clicks.extend(chunk.into_iter().map(|(_, tx)| tx)),
+                Err(e) => chunk.into_iter().for_each(|(_, tx)| {
+                    let _ = tx.send(Err(e.clone()));
+                }),
             }
         }
         let committed = began.and_then(|_| conn.execute_batch("COMMIT").map_err(db_err));
@@ -266,6 +332,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Msg>) {
             done(committed.clone());
         }
         if let Some(ack) = closing {
+            // Background jobs still parked are dropped: their callers see the store closed.
             let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
             let _ = ack.send(());
             return;
@@ -273,13 +340,23 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Msg>) {
     }
 }
 
-fn insert_click(conn: &Connection, c: &NewClick) -> StoreResult<()> {
-    conn.prepare_cached(
-        "INSERT INTO clicks (account_id, email_id, link_no, at, head, ip, user_agent) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )
-    .and_then(|mut st| st.execute(params![c.account_id, c.email_id, c.link_no, c.at, c.head, c.ip, c.user_agent]))
-        .map(|_| ())
-        .map_err(db_err)
+fn insert_clicks(conn: &Connection, rows: &[(NewClick, oneshot::Sender<StoreResult<()>>)]) -> StoreResult<()> {
+    let mut sql = String::from("INSERT INTO clicks (account_id, email_id, link_no, at, head, ip, user_agent) VALUES ");
+    for i in 0..rows.len() {
+        sql.push_str(if i == 0 { "(?,?,?,?,?,?,?)" } else { ",(?,?,?,?,?,?,?)" });
+    }
+    let mut st = conn.prepare_cached(&sql).map_err(db_err)?;
+    for (i, (c, _)) in rows.iter().enumerate() {
+        let at = i * 7;
+        st.raw_bind_parameter(at + 1, c.account_id).map_err(db_err)?;
+        st.raw_bind_parameter(at + 2, c.email_id).map_err(db_err)?;
+        st.raw_bind_parameter(at + 3, c.link_no).map_err(db_err)?;
+        st.raw_bind_parameter(at + 4, c.at).map_err(db_err)?;
+        st.raw_bind_parameter(at + 5, c.head).map_err(db_err)?;
+        st.raw_bind_parameter(at + 6, &c.ip).map_err(db_err)?;
+        st.raw_bind_parameter(at + 7, &c.user_agent).map_err(db_err)?;
+    }
+    st.raw_execute().map(|_| ()).map_err(db_err)
 }
 
 // ---- row mapping -------------------------------------------------------------------------
@@ -1281,7 +1358,7 @@ impl Store for SqliteStore {
     }
 
     async fn judge_clicks(&self, judged: Vec<Judgement>, overruled: Vec<Overrule>) -> StoreResult<()> {
-        self.write(move |conn| {
+        self.write_background(move |conn| {
             let mut verdict = conn
                 .prepare_cached("UPDATE clicks SET verdict = ?2, reasons = ?3 WHERE id = ?1 AND verdict IS NULL")
                 .map_err(db_err)?;
@@ -1346,7 +1423,7 @@ impl Store for SqliteStore {
     }
 
     async fn release_clicks(&self, released: Vec<Release>) -> StoreResult<()> {
-        self.write(move |conn| {
+        self.write_background(move |conn| {
             let now = now_millis();
             let mut release =
                 conn.prepare_cached("UPDATE clicks SET released = 1 WHERE id = ?1 AND released = 0").map_err(db_err)?;
