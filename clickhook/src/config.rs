@@ -19,6 +19,10 @@ pub struct Settings {
     pub batch_window: Duration,
     pub retry_schedule: Vec<Duration>,
     pub delivery_timeout: Duration,
+    /// A subscription failing without a success for this long is disabled.
+    pub disable_after: Duration,
+    /// Attempts in flight at once to one subscription, on one node.
+    pub endpoint_concurrency: usize,
     pub scanners: Arc<ScannerLists>,
 }
 
@@ -36,6 +40,8 @@ impl Settings {
             batch_window: Duration::from_secs(1),
             retry_schedule: default_retry_schedule(),
             delivery_timeout: Duration::from_secs(10),
+            disable_after: Duration::from_secs(5 * 86_400),
+            endpoint_concurrency: 4,
             scanners: Arc::new(ScannerLists::built_in()),
         }
     }
@@ -46,7 +52,7 @@ pub fn default_retry_schedule() -> Vec<Duration> {
     [5, 300, 1800, 7200, 18000, 36000, 36000].into_iter().map(Duration::from_secs).collect()
 }
 
-/// Parses `5s,5m,30m,2h` (units s, m, h, ms).
+/// Parses `5s,5m,30m,2h` (units ms, s, m, h, d).
 pub fn parse_schedule(s: &str) -> Result<Vec<Duration>, String> {
     s.split(',').map(|p| parse_duration(p.trim())).collect()
 }
@@ -60,7 +66,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" | "" => Duration::from_secs(n),
         "m" => Duration::from_secs(n * 60),
         "h" => Duration::from_secs(n * 3600),
-        _ => return Err(format!("bad duration unit in {s:?}: use ms, s, m or h")),
+        "d" => Duration::from_secs(n * 86_400),
+        _ => return Err(format!("bad duration unit in {s:?}: use ms, s, m, h or d")),
     })
 }
 

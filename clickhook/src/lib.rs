@@ -10,7 +10,8 @@
 //! - [`click`]: the hot path (`/c/{token}` → 302), tokens, link rewriting, bot verdicts and
 //!   the settler that turns committed clicks into events.
 //! - [`api`]: one module per REST resource, the auth extractor and the OpenAPI document.
-//! - [`delivery`]: webhook targets (and, next, the delivery worker).
+//! - [`delivery`]: the delivery worker (batches, signatures, retries) and target rules.
+//! - [`receive`]: `clickhook receive`, a receiver for trying webhooks out.
 //! - [`import`]: streaming CSV import, shared by the CLI and the API.
 //! - [`startup`]: wires it together; tests start it on port 0.
 //! - [`metrics`], [`config`], [`error`]: counters, settings, the one API error type.
@@ -24,5 +25,6 @@ pub mod error;
 pub mod event;
 pub mod import;
 pub mod metrics;
+pub mod receive;
 pub mod startup;
 pub mod store;

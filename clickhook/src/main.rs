@@ -41,6 +41,17 @@ enum Command {
     /// Manage the keys that sign tracked links.
     #[command(subcommand)]
     Keys(KeysCmd),
+    /// Receive webhooks for trying clickhook out: print them, check signatures.
+    Receive {
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: String,
+        /// The subscription's whsec_ secret, to verify signatures.
+        #[arg(long)]
+        secret: Option<String>,
+        /// The status to answer with.
+        #[arg(long, default_value_t = 200)]
+        status: u16,
+    },
 }
 
 #[derive(Args)]
@@ -72,6 +83,15 @@ struct ServeArgs {
     /// `power`: also wait for fsync, which survives power loss, at a cost in throughput.
     #[arg(long, env = "CLICKHOOK_DURABILITY", default_value = "process")]
     durability: store::Durability,
+    /// Give up on a delivery attempt after this long.
+    #[arg(long, env = "CLICKHOOK_DELIVERY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    delivery_timeout: Duration,
+    /// Disable a subscription that has failed without a success for this long.
+    #[arg(long, env = "CLICKHOOK_DISABLE_AFTER", default_value = "5d", value_parser = parse_duration)]
+    disable_after: Duration,
+    /// Attempts in flight at once to one subscription.
+    #[arg(long, env = "CLICKHOOK_ENDPOINT_CONCURRENCY", default_value_t = 4)]
+    endpoint_concurrency: usize,
     /// A scanner list to use instead of the built-in one (format: data/scanners.txt).
     #[arg(long, env = "CLICKHOOK_SCANNER_LIST")]
     scanner_list: Option<PathBuf>,
@@ -144,6 +164,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             s.full_ip = a.full_ip;
             s.allow_private_targets = a.allow_private_targets;
             s.batch_window = a.batch_window;
+            s.delivery_timeout = a.delivery_timeout;
+            s.disable_after = a.disable_after;
+            s.endpoint_concurrency = a.endpoint_concurrency.max(1);
             s.retry_schedule =
                 parse_schedule(&a.retry_schedule).map_err(|e| anyhow::anyhow!("--retry-schedule: {e}"))?;
             if let Some(path) = a.scanner_list {
@@ -166,6 +189,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Account(cmd) => account(&cli.db, cmd).await,
         Command::Import { file, account, campaign } => import(&cli.db, file, account, campaign).await,
         Command::Keys(cmd) => keys(&cli.db, cmd).await,
+        Command::Receive { listen, secret, status } => clickhook::receive::run(&listen, secret, status).await,
     }
 }
 

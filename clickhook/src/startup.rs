@@ -64,7 +64,10 @@ impl Application {
             let (store, lists, stop) = (st.store.clone(), st.settings.scanners.clone(), stop_rx.clone());
             move || settle::run(store, lists, stop)
         })?;
-        let workers = vec![tokio::spawn(refresh_keys(st.link_keys.clone(), stop_rx.clone()))];
+        let workers = vec![
+            tokio::spawn(refresh_keys(st.link_keys.clone(), stop_rx.clone())),
+            tokio::spawn(crate::delivery::worker::run(st.store.clone(), st.settings.clone(), stop_rx.clone())),
+        ];
         let app = api::router(st.clone()).into_make_service_with_connect_info::<SocketAddr>();
         tracing::info!(addr = %self.local_addr(), store = st.store.backend(), "clickhook serving");
         let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;

@@ -9,6 +9,7 @@ pub mod account;
 pub mod auth;
 pub mod campaigns;
 pub mod clicks;
+pub mod deliveries;
 pub mod emails;
 pub mod prospects;
 pub mod webhooks;
@@ -131,6 +132,7 @@ pub fn api() -> Api {
         .merge(account::router())
         .merge(webhooks::router())
         .merge(clicks::router())
+        .merge(deliveries::router())
 }
 
 pub fn router(state: AppState) -> Router {
@@ -152,10 +154,23 @@ async fn healthz(State(st): State<AppState>) -> Response {
 
 async fn metrics(State(st): State<AppState>) -> Response {
     let depth = st.store.outbox_depth().await.unwrap_or_default();
+    let backlog = st.store.backlog().await.unwrap_or_default();
+    let now = crate::store::now_millis();
+    let oldest = backlog.iter().filter_map(|b| b.oldest_at).min().map(|t| (now - t).max(0) / 1000).unwrap_or(0);
     let body = crate::metrics::METRICS.render(&[
         ("clickhook_outbox_pending_clicks", "Clicks waiting for their verdict and event.", depth.clicks_pending),
         ("clickhook_events_total", "link_clicked events written to the outbox.", depth.events_total),
+        ("clickhook_oldest_undelivered_event_seconds", "Age of the oldest event not yet delivered.", oldest),
     ]);
+    let mut body = body;
+    body.push_str("# HELP clickhook_delivery_backlog_events Events not yet delivered, by subscription.\n");
+    body.push_str("# TYPE clickhook_delivery_backlog_events gauge\n");
+    for b in &backlog {
+        body.push_str(&format!(
+            "clickhook_delivery_backlog_events{{subscription=\"{}\"}} {}\n",
+            b.subscription_id, b.events
+        ));
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

@@ -111,6 +111,7 @@ pub fn subscription_json(s: &Subscription, tz: &str) -> Value {
         "created": format_time(s.created_at, tz),
         "last_success": s.last_success_at.map(|t| format_time(t, tz)),
         "last_failure": s.last_failure_at.map(|t| format_time(t, tz)),
+        "failing_since": s.failing_since.map(|t| format_time(t, tz)),
     })
 }
 

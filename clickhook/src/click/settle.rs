@@ -150,6 +150,7 @@ async fn release(store: &DynStore, frontier: Millis) -> StoreResult<usize> {
         .map(|c| Release {
             click_id: c.id,
             account_id: c.account_id,
+            clicked_at: c.at,
             human: c.verdict == HUMAN,
             event: contexts
                 .get(&c.email_id)

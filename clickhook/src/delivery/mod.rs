@@ -1,3 +1,5 @@
-//! Webhook delivery. For now: the safety rules for target URLs, applied at subscribe time.
+//! Webhook delivery: target rules, signatures, and the worker that POSTs batches.
 
+pub mod sign;
 pub mod target;
+pub mod worker;

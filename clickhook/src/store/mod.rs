@@ -401,6 +401,7 @@ pub struct HeldClick {
 pub struct Release {
     pub click_id: i64,
     pub account_id: i64,
+    pub clicked_at: Millis,
     pub human: bool,
     /// The `link_clicked` element to deliver; `None` when the click produces no webhook.
     pub event: Option<String>,
@@ -433,6 +434,8 @@ pub struct Subscription {
     pub created_at: Millis,
     pub last_success_at: Option<Millis>,
     pub last_failure_at: Option<Millis>,
+    /// First failure since the last success.
+    pub failing_since: Option<Millis>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -457,6 +460,89 @@ pub struct LinkKey {
     pub id: i64,
     pub secret: Vec<u8>,
     pub created_at: Millis,
+}
+
+/// A delivery claimed for one attempt, with everything the attempt needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    pub id: i64,
+    pub msg_id: String,
+    pub subscription_id: i64,
+    pub target_url: String,
+    pub secret: String,
+    /// The JSON array as it goes on the wire.
+    pub body: String,
+    pub tries: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Delivered,
+    /// Try again at this time.
+    Retry(Millis),
+    /// The retry schedule is spent: kept as failed, replayable.
+    Exhausted,
+    /// 410 or a redirect: the subscription is removed at once, as Woodpecker does.
+    Gone,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub delivery_id: i64,
+    pub subscription_id: i64,
+    pub at: Millis,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub latency_ms: i64,
+    /// At most 1 KiB of the response body.
+    pub response: String,
+    pub outcome: AttemptOutcome,
+    /// A subscription failing without a success for this long is disabled.
+    pub disable_after_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttemptRecord {
+    pub at: Millis,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub latency_ms: i64,
+    pub response: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    pub id: i64,
+    pub msg_id: String,
+    pub subscription_id: i64,
+    pub target_url: String,
+    pub event_count: i64,
+    pub state: String,
+    pub tries: i64,
+    pub next_attempt_at: Option<Millis>,
+    pub created_at: Millis,
+    pub delivered_at: Option<Millis>,
+    pub last_error: Option<String>,
+    pub attempts: Vec<AttemptRecord>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryQuery {
+    pub subscription_id: Option<i64>,
+    pub state: Option<String>,
+    pub since: Option<Millis>,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+/// Undelivered work of one subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backlog {
+    pub subscription_id: i64,
+    /// Events not yet in a delivered batch (waiting to be batched, or in pending batches).
+    pub events: i64,
+    /// When the oldest of them happened.
+    pub oldest_at: Option<Millis>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -532,6 +618,32 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Subscribed>;
     async fn unsubscribe(&self, account_id: i64, target_url: &str, event: &str) -> StoreResult<bool>;
     async fn list_subscriptions(&self, account_id: i64) -> StoreResult<Vec<Subscription>>;
+
+    // Webhook delivery.
+    /// Turns each active subscription's new events into batches: up to `max_events`, cut once
+    /// the oldest has waited `window_ms` (or the batch is full). Returns how many were made.
+    async fn cut_batches(&self, now: Millis, window_ms: i64, max_events: i64) -> StoreResult<usize>;
+    /// Leases up to `limit` due deliveries of active subscriptions until `now + lease_ms`.
+    async fn claim_deliveries(&self, now: Millis, lease_ms: i64, limit: i64) -> StoreResult<Vec<Claimed>>;
+    /// Logs an attempt and applies its outcome; ends the lease.
+    async fn finish_attempt(&self, attempt: Attempt) -> StoreResult<()>;
+    /// Gives back leases taken but not used.
+    async fn release_leases(&self, ids: Vec<i64>) -> StoreResult<()>;
+    async fn list_deliveries(&self, account_id: i64, q: DeliveryQuery) -> StoreResult<(i64, Vec<DeliveryRecord>)>;
+    async fn replay_delivery(&self, account_id: i64, id: i64, now: Millis) -> StoreResult<()>;
+    async fn replay_failed(&self, account_id: i64, subscription_id: i64, now: Millis) -> StoreResult<i64>;
+    async fn subscription(&self, account_id: i64, id: i64) -> StoreResult<Subscription>;
+    async fn set_subscription_status(&self, account_id: i64, id: i64, status: &str) -> StoreResult<Subscription>;
+    async fn set_subscription_secret(&self, account_id: i64, id: i64, secret: String) -> StoreResult<Subscription>;
+    /// Queues a delivery with a body of its own (the `test` endpoint).
+    async fn add_test_delivery(
+        &self,
+        account_id: i64,
+        subscription_id: i64,
+        body: String,
+        now: Millis,
+    ) -> StoreResult<i64>;
+    async fn backlog(&self) -> StoreResult<Vec<Backlog>>;
 
     // Keys that sign tracked links.
     async fn link_keys(&self) -> StoreResult<Vec<LinkKey>>;

@@ -18,7 +18,8 @@ use tokio::sync::oneshot;
 use super::*;
 use crate::domain::{CampaignStatus, EmailAddress, ProspectInput};
 
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] =
+    &[include_str!("../../migrations/sqlite/0001_init.sql"), include_str!("../../migrations/sqlite/0002_delivery.sql")];
 
 /// Upper bound on messages folded into one transaction; keeps commit latency bounded.
 const MAX_GROUP: usize = 4096;
@@ -134,6 +135,8 @@ impl SqliteStore {
             opts.synchronous
         ))?;
         migrate(&conn)?;
+        // One process owns the file (the writer): leases left behind belong to a process that died.
+        conn.execute("UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL", [])?;
         conn.set_prepared_statement_cache_capacity(64);
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || {
@@ -626,7 +629,7 @@ fn email_links(conn: &Connection, email_id: i64) -> StoreResult<Vec<NewLink>> {
 }
 
 const SUBSCRIPTION_COLS: &str =
-    "id, account_id, target_url, event, secret, status, created_at, last_success_at, last_failure_at";
+    "id, account_id, target_url, event, secret, status, created_at, last_success_at, last_failure_at, failing_since";
 
 fn subscription_row(r: &Row) -> rusqlite::Result<Subscription> {
     Ok(Subscription {
@@ -639,6 +642,7 @@ fn subscription_row(r: &Row) -> rusqlite::Result<Subscription> {
         created_at: r.get(6)?,
         last_success_at: r.get(7)?,
         last_failure_at: r.get(8)?,
+        failing_since: r.get(9)?,
     })
 }
 
@@ -718,6 +722,52 @@ fn event_context(conn: &Connection, email_id: i64) -> StoreResult<Option<EventCo
         email_step: step,
         email_no,
     }))
+}
+
+/// Deletes a subscription; its undelivered batches are kept, as failed, with the reason.
+fn remove_subscription(conn: &Connection, id: i64, why: &str) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE deliveries SET state = 'failed', lease_until = NULL, last_error = ?2 \
+         WHERE subscription_id = ?1 AND state = 'pending'",
+        params![id, format!("subscription removed: {why}")],
+    )
+    .map_err(db_err)?;
+    conn.execute("DELETE FROM subscriptions WHERE id = ?1", [id]).map_err(db_err)?;
+    Ok(())
+}
+
+fn load_subscription(conn: &Connection, account_id: i64, id: i64) -> StoreResult<Subscription> {
+    conn.query_row(
+        &format!("SELECT {SUBSCRIPTION_COLS} FROM subscriptions WHERE id = ?1 AND account_id = ?2"),
+        [id, account_id],
+        subscription_row,
+    )
+    .optional()
+    .map_err(db_err)?
+    .ok_or(StoreError::NotFound("subscription"))
+}
+
+/// `msg_` and 24 random alphanumerics: the Standard Webhooks message id of a batch.
+fn new_msg_id() -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    format!("msg_{}", Alphanumeric.sample_string(&mut rand::rng(), 24))
+}
+
+/// The wire body of a batch: its events' elements, in order, in one JSON array.
+fn batch_body(conn: &Connection, account_id: i64, first: i64, last: i64) -> StoreResult<String> {
+    let mut st = conn
+        .prepare_cached("SELECT payload FROM events WHERE account_id = ?1 AND id BETWEEN ?2 AND ?3 ORDER BY id")
+        .map_err(db_err)?;
+    let mut rows = st.query(params![account_id, first, last]).map_err(db_err)?;
+    let mut body = String::from("[");
+    while let Some(r) = rows.next().map_err(db_err)? {
+        if body.len() > 1 {
+            body.push(',');
+        }
+        body.push_str(r.get_ref(0).map_err(db_err)?.as_str().map_err(|e| StoreError::Other(e.to_string()))?);
+    }
+    body.push(']');
+    Ok(body)
 }
 
 #[async_trait]
@@ -1429,7 +1479,7 @@ impl Store for SqliteStore {
                 conn.prepare_cached("UPDATE clicks SET released = 1 WHERE id = ?1 AND released = 0").map_err(db_err)?;
             let mut event = conn
                 .prepare_cached(
-                    "INSERT INTO events (account_id, click_id, created_at, payload) VALUES (?1, ?2, ?3, ?4) \
+                    "INSERT INTO events (account_id, click_id, created_at, payload, occurred_at) VALUES (?1, ?2, ?3, ?4, ?5) \
                      ON CONFLICT (click_id) DO NOTHING",
                 )
                 .map_err(db_err)?;
@@ -1438,7 +1488,7 @@ impl Store for SqliteStore {
                     continue;
                 }
                 if let Some(payload) = &r.event {
-                    event.execute(params![r.account_id, r.click_id, now, payload]).map_err(db_err)?;
+                    event.execute(params![r.account_id, r.click_id, now, payload, r.clicked_at]).map_err(db_err)?;
                 }
             }
             Ok(())
@@ -1492,7 +1542,8 @@ impl Store for SqliteStore {
                 return Ok(Subscribed::TooMany);
             }
             conn.execute(
-                "INSERT INTO subscriptions (account_id, target_url, event, secret, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO subscriptions (account_id, target_url, event, secret, created_at, cursor) VALUES (?1, ?2, ?3, ?4, ?5, \
+                 (SELECT coalesce(max(id), 0) FROM events WHERE account_id = ?1))",
                 params![account_id, target_url, event, secret, now_millis()],
             )
             .map_err(db_err)?;
@@ -1511,13 +1562,17 @@ impl Store for SqliteStore {
     async fn unsubscribe(&self, account_id: i64, target_url: &str, event: &str) -> StoreResult<bool> {
         let (target_url, event) = (target_url.to_string(), event.to_string());
         self.write(move |conn| {
-            let n = conn
-                .execute(
-                    "DELETE FROM subscriptions WHERE account_id=?1 AND event=?2 AND target_url=?3",
+            let id: Option<i64> = conn
+                .query_row(
+                    "SELECT id FROM subscriptions WHERE account_id=?1 AND event=?2 AND target_url=?3",
                     params![account_id, event, target_url],
+                    |r| r.get(0),
                 )
+                .optional()
                 .map_err(db_err)?;
-            Ok(n > 0)
+            let Some(id) = id else { return Ok(false) };
+            remove_subscription(conn, id, "unsubscribed")?;
+            Ok(true)
         })
         .await
     }
@@ -1528,6 +1583,364 @@ impl Store for SqliteStore {
                 .prepare(&format!("SELECT {SUBSCRIPTION_COLS} FROM subscriptions WHERE account_id = ?1 ORDER BY id"))
                 .map_err(db_err)?;
             let rows = st.query_map([account_id], subscription_row).map_err(db_err)?;
+            rows.collect::<Result<_, _>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn cut_batches(&self, now: Millis, window_ms: i64, max_events: i64) -> StoreResult<usize> {
+        self.write_background(move |conn| {
+            let subs: Vec<(i64, i64, String, i64)> = {
+                let mut st = conn
+                    .prepare_cached(
+                        "SELECT id, account_id, target_url, cursor FROM subscriptions \
+                         WHERE status = 'active' AND event = 'link_clicked'",
+                    )
+                    .map_err(db_err)?;
+                let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).map_err(db_err)?;
+                rows.collect::<Result<_, _>>().map_err(db_err)?
+            };
+            let mut made = 0;
+            for (sub, account, target, mut cursor) in subs {
+                loop {
+                    let events: Vec<(i64, i64)> = {
+                        let mut st = conn
+                            .prepare_cached(
+                                "SELECT id, occurred_at FROM events WHERE account_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+                            )
+                            .map_err(db_err)?;
+                        let rows = st.query_map(params![account, cursor, max_events], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db_err)?;
+                        rows.collect::<Result<_, _>>().map_err(db_err)?
+                    };
+                    let full = events.len() as i64 == max_events;
+                    let Some(&(first, _)) = events.first() else { break };
+                    let oldest = events.iter().map(|e| e.1).min().unwrap_or(now);
+                    if !full && oldest + window_ms > now {
+                        break; // the window is still open
+                    }
+                    let last = events.last().map(|e| e.0).unwrap_or(first);
+                    conn.prepare_cached(
+                        "INSERT INTO deliveries (msg_id, account_id, subscription_id, target_url, first_event_id, \
+                         last_event_id, event_count, next_attempt_at, created_at, oldest_event_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
+                    )
+                    .and_then(|mut st| {
+                        st.execute(params![new_msg_id(), account, sub, target, first, last, events.len() as i64, now, oldest])
+                    })
+                    .map_err(db_err)?;
+                    conn.execute("UPDATE subscriptions SET cursor = ?2 WHERE id = ?1", [sub, last]).map_err(db_err)?;
+                    cursor = last;
+                    made += 1;
+                    if !full {
+                        break;
+                    }
+                }
+            }
+            Ok(made)
+        })
+        .await
+    }
+
+    async fn claim_deliveries(&self, now: Millis, lease_ms: i64, limit: i64) -> StoreResult<Vec<Claimed>> {
+        self.write_background(move |conn| {
+            let rows: Vec<(Claimed, i64, Option<i64>, Option<i64>)> = {
+                let mut st = conn
+                    .prepare_cached(
+                        "SELECT d.id, d.msg_id, d.subscription_id, s.target_url, s.secret, d.body, d.tries, d.account_id, \
+                         d.first_event_id, d.last_event_id FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id \
+                         WHERE d.state = 'pending' AND d.next_attempt_at <= ?1 AND (d.lease_until IS NULL OR d.lease_until < ?1) \
+                         AND s.status = 'active' ORDER BY d.next_attempt_at, d.id LIMIT ?2",
+                    )
+                    .map_err(db_err)?;
+                let rows = st
+                    .query_map(params![now, limit], |r| {
+                        Ok((
+                            Claimed {
+                                id: r.get(0)?,
+                                msg_id: r.get(1)?,
+                                subscription_id: r.get(2)?,
+                                target_url: r.get(3)?,
+                                secret: r.get(4)?,
+                                body: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+                                tries: r.get(6)?,
+                            },
+                            r.get(7)?,
+                            r.get(8)?,
+                            r.get(9)?,
+                        ))
+                    })
+                    .map_err(db_err)?;
+                rows.collect::<Result<_, _>>().map_err(db_err)?
+            };
+            let mut out = Vec::with_capacity(rows.len());
+            for (mut c, account, first, last) in rows {
+                if let (Some(first), Some(last)) = (first, last) {
+                    c.body = batch_body(conn, account, first, last)?;
+                }
+                conn.execute("UPDATE deliveries SET lease_until = ?2 WHERE id = ?1", [c.id, now + lease_ms])
+                    .map_err(db_err)?;
+                out.push(c);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn finish_attempt(&self, a: Attempt) -> StoreResult<()> {
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO delivery_attempts (delivery_id, at, status_code, error, latency_ms, response) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut st| st.execute(params![a.delivery_id, a.at, a.status_code, a.error, a.latency_ms, a.response]))
+            .map_err(db_err)?;
+            let error = a.error.clone().or_else(|| a.status_code.map(|c| format!("HTTP {c}")));
+            let fail_subscription = |conn: &Connection| {
+                conn.execute(
+                    "UPDATE subscriptions SET last_failure_at = ?2, failing_since = coalesce(failing_since, ?2), \
+                     status = CASE WHEN status = 'active' AND ?2 - coalesce(failing_since, ?2) >= ?3 \
+                                   THEN 'disabled' ELSE status END WHERE id = ?1",
+                    params![a.subscription_id, a.at, a.disable_after_ms],
+                )
+                .map_err(db_err)
+            };
+            match a.outcome {
+                AttemptOutcome::Delivered => {
+                    conn.execute(
+                        "UPDATE deliveries SET state = 'delivered', delivered_at = ?2, lease_until = NULL, last_error = NULL \
+                         WHERE id = ?1",
+                        params![a.delivery_id, a.at],
+                    )
+                    .map_err(db_err)?;
+                    conn.execute(
+                        "UPDATE subscriptions SET last_success_at = ?2, failing_since = NULL WHERE id = ?1",
+                        params![a.subscription_id, a.at],
+                    )
+                    .map_err(db_err)?;
+                }
+                AttemptOutcome::Retry(next) => {
+                    conn.execute(
+                        "UPDATE deliveries SET tries = tries + 1, next_attempt_at = ?2, lease_until = NULL, last_error = ?3 \
+                         WHERE id = ?1",
+                        params![a.delivery_id, next, error],
+                    )
+                    .map_err(db_err)?;
+                    fail_subscription(conn)?;
+                }
+                AttemptOutcome::Exhausted => {
+                    conn.execute(
+                        "UPDATE deliveries SET tries = tries + 1, state = 'failed', lease_until = NULL, last_error = ?2 \
+                         WHERE id = ?1",
+                        params![a.delivery_id, error],
+                    )
+                    .map_err(db_err)?;
+                    fail_subscription(conn)?;
+                }
+                AttemptOutcome::Gone => {
+                    let why = error.unwrap_or_default();
+                    conn.execute(
+                        "UPDATE deliveries SET tries = tries + 1, state = 'failed', lease_until = NULL, last_error = ?2 \
+                         WHERE id = ?1",
+                        params![a.delivery_id, format!("subscription removed: {why}")],
+                    )
+                    .map_err(db_err)?;
+                    remove_subscription(conn, a.subscription_id, &why)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn release_leases(&self, ids: Vec<i64>) -> StoreResult<()> {
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE deliveries SET lease_until = NULL WHERE id IN (SELECT value FROM json_each(?1))",
+                [ids_json(&ids)],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_deliveries(&self, account_id: i64, q: DeliveryQuery) -> StoreResult<(i64, Vec<DeliveryRecord>)> {
+        self.read(move |conn| {
+            let mut filter = String::from("account_id = ?");
+            let mut args: Vec<rusqlite::types::Value> = vec![account_id.into()];
+            if let Some(s) = q.subscription_id {
+                filter.push_str(" AND subscription_id = ?");
+                args.push(s.into());
+            }
+            if let Some(s) = &q.state {
+                filter.push_str(" AND state = ?");
+                args.push(s.clone().into());
+            }
+            if let Some(t) = q.since {
+                filter.push_str(" AND created_at >= ?");
+                args.push(t.into());
+            }
+            let total: i64 = conn
+                .query_row(&format!("SELECT count(*) FROM deliveries WHERE {filter}"), rusqlite::params_from_iter(args.iter()), |r| {
+                    r.get(0)
+                })
+                .map_err(db_err)?;
+            args.push(q.limit.into());
+            args.push(q.offset.into());
+            let mut st = conn
+                .prepare(&format!(
+                    "SELECT id, msg_id, subscription_id, target_url, event_count, state, tries, next_attempt_at, created_at, \
+                     delivered_at, last_error FROM deliveries WHERE {filter} ORDER BY id DESC LIMIT ? OFFSET ?"
+                ))
+                .map_err(db_err)?;
+            let rows = st
+                .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                    let state: String = r.get(5)?;
+                    Ok(DeliveryRecord {
+                        id: r.get(0)?,
+                        msg_id: r.get(1)?,
+                        subscription_id: r.get(2)?,
+                        target_url: r.get(3)?,
+                        event_count: r.get(4)?,
+                        next_attempt_at: if state == "pending" { r.get(7)? } else { None },
+                        state,
+                        tries: r.get(6)?,
+                        created_at: r.get(8)?,
+                        delivered_at: r.get(9)?,
+                        last_error: r.get(10)?,
+                        attempts: Vec::new(),
+                    })
+                })
+                .map_err(db_err)?;
+            let mut out: Vec<DeliveryRecord> = rows.collect::<Result<_, _>>().map_err(db_err)?;
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT at, status_code, error, latency_ms, response FROM delivery_attempts WHERE delivery_id = ?1 ORDER BY id",
+                )
+                .map_err(db_err)?;
+            for d in &mut out {
+                let rows = st
+                    .query_map([d.id], |r| {
+                        Ok(AttemptRecord {
+                            at: r.get(0)?,
+                            status_code: r.get(1)?,
+                            error: r.get(2)?,
+                            latency_ms: r.get(3)?,
+                            response: r.get(4)?,
+                        })
+                    })
+                    .map_err(db_err)?;
+                d.attempts = rows.collect::<Result<_, _>>().map_err(db_err)?;
+            }
+            Ok((total, out))
+        })
+        .await
+    }
+
+    async fn replay_delivery(&self, account_id: i64, id: i64, now: Millis) -> StoreResult<()> {
+        self.write(move |conn| {
+            let sub: Option<i64> = conn
+                .query_row("SELECT subscription_id FROM deliveries WHERE id = ?1 AND account_id = ?2", [id, account_id], |r| r.get(0))
+                .optional()
+                .map_err(db_err)?;
+            let sub = sub.ok_or(StoreError::NotFound("delivery"))?;
+            load_subscription(conn, account_id, sub)
+                .map_err(|_| StoreError::Invalid("the subscription of this delivery was removed; subscribe again".into()))?;
+            conn.execute(
+                "UPDATE deliveries SET state = 'pending', tries = 0, next_attempt_at = ?2, lease_until = NULL WHERE id = ?1",
+                [id, now],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn replay_failed(&self, account_id: i64, subscription_id: i64, now: Millis) -> StoreResult<i64> {
+        self.write(move |conn| {
+            load_subscription(conn, account_id, subscription_id)?;
+            let n = conn
+                .execute(
+                    "UPDATE deliveries SET state = 'pending', tries = 0, next_attempt_at = ?2, lease_until = NULL \
+                     WHERE subscription_id = ?1 AND state = 'failed'",
+                    [subscription_id, now],
+                )
+                .map_err(db_err)?;
+            Ok(n as i64)
+        })
+        .await
+    }
+
+    async fn subscription(&self, account_id: i64, id: i64) -> StoreResult<Subscription> {
+        self.read(move |conn| load_subscription(conn, account_id, id)).await
+    }
+
+    async fn set_subscription_status(&self, account_id: i64, id: i64, status: &str) -> StoreResult<Subscription> {
+        let status = status.to_string();
+        self.write(move |conn| {
+            load_subscription(conn, account_id, id)?;
+            conn.execute(
+                "UPDATE subscriptions SET status = ?2, failing_since = CASE WHEN ?2 = 'active' THEN NULL ELSE failing_since END \
+                 WHERE id = ?1",
+                params![id, status],
+            )
+            .map_err(db_err)?;
+            load_subscription(conn, account_id, id)
+        })
+        .await
+    }
+
+    async fn set_subscription_secret(&self, account_id: i64, id: i64, secret: String) -> StoreResult<Subscription> {
+        self.write(move |conn| {
+            load_subscription(conn, account_id, id)?;
+            conn.execute("UPDATE subscriptions SET secret = ?2 WHERE id = ?1", params![id, secret]).map_err(db_err)?;
+            load_subscription(conn, account_id, id)
+        })
+        .await
+    }
+
+    async fn add_test_delivery(
+        &self,
+        account_id: i64,
+        subscription_id: i64,
+        body: String,
+        now: Millis,
+    ) -> StoreResult<i64> {
+        self.write(move |conn| {
+            let sub = load_subscription(conn, account_id, subscription_id)?;
+            conn.execute(
+                "INSERT INTO deliveries (msg_id, account_id, subscription_id, target_url, event_count, body, next_attempt_at, \
+                 created_at, oldest_event_at) VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?6, ?6)",
+                params![new_msg_id(), account_id, subscription_id, sub.target_url, body, now],
+            )
+            .map_err(db_err)?;
+            Ok(conn.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn backlog(&self) -> StoreResult<Vec<Backlog>> {
+        self.read(|conn| {
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT s.id, \
+                       (SELECT count(*) FROM events e WHERE e.account_id = s.account_id AND e.id > s.cursor) \
+                       + (SELECT coalesce(sum(event_count), 0) FROM deliveries d WHERE d.subscription_id = s.id AND d.state = 'pending'), \
+                       min(coalesce((SELECT min(occurred_at) FROM events e WHERE e.account_id = s.account_id AND e.id > s.cursor), 1e18), \
+                           coalesce((SELECT min(oldest_event_at) FROM deliveries d WHERE d.subscription_id = s.id AND d.state = 'pending'), 1e18)) \
+                     FROM subscriptions s ORDER BY s.id",
+                )
+                .map_err(db_err)?;
+            let rows = st
+                .query_map([], |r| {
+                    let oldest: f64 = r.get(2)?;
+                    Ok(Backlog {
+                        subscription_id: r.get(0)?,
+                        events: r.get(1)?,
+                        oldest_at: (oldest < 1e17).then_some(oldest as i64),
+                    })
+                })
+                .map_err(db_err)?;
             rows.collect::<Result<_, _>>().map_err(db_err)
         })
         .await

@@ -91,3 +91,36 @@ fn a_million_rows_import_in_bounded_memory() {
     let kb: u64 = stderr.split("maxrss_kb=").nth(1).unwrap().trim().parse().unwrap();
     assert!(kb < 100_000, "peak RSS {kb} kB");
 }
+
+#[tokio::test]
+async fn receive_prints_and_verifies_what_it_gets() {
+    use std::io::{BufRead, BufReader};
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let secret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_clickhook"))
+        .args(["receive", "--listen", &format!("127.0.0.1:{port}"), "--secret", secret, "--status", "202"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.next().unwrap().unwrap().contains("listening"));
+    let body = r#"{"email":"test@example.com","username":"test_user"}"#;
+    let client = crate::helpers::client();
+    let send = |sig: &'static str| {
+        client
+            .post(format!("http://127.0.0.1:{port}/hook"))
+            .header("webhook-id", "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk")
+            .header("webhook-timestamp", "1649367553")
+            .header("webhook-signature", sig)
+            .body(body)
+            .send()
+    };
+    assert_eq!(send("v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=").await.unwrap().status(), 202);
+    assert_eq!(send("v1,AAAA").await.unwrap().status(), 202);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out: Vec<String> = lines.map_while(Result::ok).collect();
+    let verdicts: Vec<&String> = out.iter().filter(|l| l.starts_with("signature:")).collect();
+    assert_eq!(verdicts, ["signature: valid", "signature: INVALID"]);
+    assert!(out.iter().any(|l| l.contains("\"username\": \"test_user\"")));
+}

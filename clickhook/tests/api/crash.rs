@@ -149,3 +149,110 @@ async fn kill_9_loses_no_answered_click() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_with_batches_in_flight_redelivers_them_with_their_webhook_id() {
+    use crate::helpers::{Receiver, Reply};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("deliver.db");
+    let out = Command::new(env!("CARGO_BIN_EXE_clickhook"))
+        .arg("--db")
+        .arg(&db)
+        .args(["account", "create", "--name", "Crash", "--timezone", "UTC", "--json"])
+        .output()
+        .unwrap();
+    let key =
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["api_key"].as_str().unwrap().to_string();
+    let rx = Receiver::start(vec![Reply::Hang(Duration::from_secs(4)), Reply::Status(200)]);
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_clickhook"))
+            .arg("--db")
+            .arg(&db)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--public-url", &base, "--allow-private-targets"])
+            .args(["--batch-window", "200ms", "--retry-schedule", "200ms,200ms,200ms", "--delivery-timeout", "10s"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let client = crate::helpers::client();
+    let mut server = start();
+    wait_up(&client, &base).await;
+    let call = |method: reqwest::Method, path: &str, body: serde_json::Value| {
+        client.request(method, format!("{base}{path}")).header("x-api-key", &key).body(body.to_string()).send()
+    };
+    call(
+        reqwest::Method::PATCH,
+        "/rest/v2/account",
+        json!({"click_filter": {"burst_seconds": 0, "min_seconds_after_send": 0}}),
+    )
+    .await
+    .unwrap();
+    let r = call(
+        reqwest::Method::POST,
+        "/rest/v2/campaigns",
+        json!({"name": "c", "mailboxes": ["s@example.com"], "steps": [{"track_links": true}]}),
+    )
+    .await
+    .unwrap();
+    let c = serde_json::from_str::<serde_json::Value>(&r.text().await.unwrap()).unwrap()["id"].as_i64().unwrap();
+    call(
+        reqwest::Method::POST,
+        "/rest/v1/add_prospects_campaign",
+        json!({"campaign": {"campaign_id": c}, "prospects": [{"email": "p@example.com"}]}),
+    )
+    .await
+    .unwrap();
+    let html: String = (0..20).map(|j| format!("<a href=\"https://example.com/{j}\">x</a>")).collect();
+    let r = call(
+        reqwest::Method::POST,
+        &format!("/rest/v2/campaigns/{c}/emails"),
+        json!({"prospect_email": "p@example.com", "step": 1, "html": html, "sent_at": "2020-01-01T00:00:00Z"}),
+    )
+    .await
+    .unwrap();
+    let sent: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    let r = call(
+        reqwest::Method::POST,
+        "/rest/v1/webhooks/subscribe",
+        json!({"target_url": rx.url, "event": "link_clicked"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    for l in sent["links"].as_array().unwrap() {
+        let r = client
+            .get(l["tracked_url"].as_str().unwrap())
+            .header("user-agent", "Mozilla/5.0 Safari")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302);
+    }
+    // The first batch is in flight (the receiver holds it): kill the node now.
+    let first = rx.wait_for(1, 20).await[0].clone();
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    let mut server = start();
+    wait_up(&client, &base).await;
+    let mut seen = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.len() < 20 {
+        assert!(Instant::now() < deadline, "only {} of 20 events arrived", seen.len());
+        seen = rx
+            .requests()
+            .iter()
+            .flat_map(|r| serde_json::from_str::<serde_json::Value>(&r.body).unwrap().as_array().unwrap().clone())
+            .map(|e| e["click_url"].as_str().unwrap().to_string())
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let again = rx.requests().iter().skip(1).filter(|r| r.headers["webhook-id"] == first.headers["webhook-id"]).count();
+    assert!(again >= 1, "the batch in flight at the kill was sent again with its webhook-id");
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

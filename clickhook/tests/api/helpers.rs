@@ -208,3 +208,159 @@ pub fn unique_email(tag: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     format!("{tag}{}@example.com", N.fetch_add(1, Ordering::Relaxed))
 }
+
+/// What a test receiver answers, in order; the last one repeats.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    Status(u16),
+    /// Sleep this long, then answer 200.
+    Hang(Duration),
+}
+
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+/// A webhook receiver on 127.0.0.1, on its own runtime thread.
+pub struct Receiver {
+    pub url: String,
+    pub got: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+impl Receiver {
+    pub fn start(script: Vec<Reply>) -> Receiver {
+        Self::start_on(0, script)
+    }
+
+    pub fn start_on(port: u16, script: Vec<Reply>) -> Receiver {
+        use std::sync::{Arc, Mutex};
+        let got: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let script = Arc::new(Mutex::new(std::collections::VecDeque::from(script)));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let got2 = got.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            rt.block_on(async move {
+                let app =
+                    axum::Router::new().fallback(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                        let (got, script) = (got2.clone(), script.clone());
+                        async move {
+                            let mut h = reqwest::header::HeaderMap::new();
+                            for (k, v) in headers.iter() {
+                                h.insert(
+                                    reqwest::header::HeaderName::from_bytes(k.as_str().as_bytes()).unwrap(),
+                                    reqwest::header::HeaderValue::from_bytes(v.as_bytes()).unwrap(),
+                                );
+                            }
+                            got.lock()
+                                .unwrap()
+                                .push(Received { headers: h, body: String::from_utf8_lossy(&body).into_owned() });
+                            let reply = {
+                                let mut s = script.lock().unwrap();
+                                if s.len() > 1 {
+                                    s.pop_front().unwrap()
+                                } else {
+                                    s.front().cloned().unwrap_or(Reply::Status(200))
+                                }
+                            };
+                            match reply {
+                                Reply::Status(c) => axum::http::StatusCode::from_u16(c).unwrap(),
+                                Reply::Hang(d) => {
+                                    tokio::time::sleep(d).await;
+                                    axum::http::StatusCode::OK
+                                }
+                            }
+                        }
+                    });
+                let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+                ready_tx.send(listener.local_addr().unwrap().port()).unwrap();
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stop_rx.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        let port = ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        Receiver { url: format!("http://127.0.0.1:{port}/hook"), got, stop: Some(stop_tx) }
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` requests arrived (or panics after `secs`).
+    pub async fn wait_for(&self, n: usize, secs: u64) -> Vec<Received> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let got = self.requests();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(std::time::Instant::now() < deadline, "receiver got {} requests, wanted {n}", got.len());
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+/// An account wired for webhook tests: no burst hold, clicks count at once, a campaign with a
+/// prospect and an email holding `links` tracked links, subscribed to `target`.
+pub struct Hooked {
+    pub key: String,
+    pub links: Vec<String>,
+    pub email_id: i64,
+}
+
+impl TestApp {
+    pub async fn hooked(&self, target: &str, links: usize) -> Hooked {
+        let (_, key) = self.account("Europe/Warsaw").await;
+        let r = self
+            .patch(
+                "/rest/v2/account",
+                &key,
+                serde_json::json!({"click_filter": {"burst_seconds": 0, "min_seconds_after_send": 0}}),
+            )
+            .await;
+        assert_eq!(r.status, 200);
+        let c = self.campaign(&key, 1).await;
+        self.enroll(&key, c, "hooked@example.com").await;
+        let html: String = (0..links).map(|i| format!("<a href=\"https://example.com/{i}\">{i}</a>")).collect();
+        let sent = self.send_html(&key, c, "hooked@example.com", &html).await;
+        let r = self
+            .post(
+                "/rest/v1/webhooks/subscribe",
+                &key,
+                serde_json::json!({"target_url": target, "event": "link_clicked"}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        Hooked {
+            key,
+            links: sent["links"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["tracked_url"].as_str().unwrap().to_string())
+                .collect(),
+            email_id: sent["email_id"].as_i64().unwrap(),
+        }
+    }
+
+    pub async fn click(&self, url: &str) {
+        let r = self.client.get(url).header("user-agent", "Mozilla/5.0 (Macintosh) Safari/605").send().await.unwrap();
+        assert_eq!(r.status(), 302);
+    }
+}

@@ -10,6 +10,7 @@ mod campaigns;
 mod cli;
 mod clicks;
 mod crash;
+mod delivery;
 mod golden;
 mod openapi;
 mod prospects;

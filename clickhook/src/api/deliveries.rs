@@ -1,0 +1,121 @@
+//! Delivery control: subscriptions' secrets and state, the delivery log, replay.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::auth::Auth;
+use super::campaigns::path_id;
+use super::webhooks::{new_secret, subscription_json};
+use super::{list_response, Api, AppState, Params};
+use crate::error::{ApiError, ApiResult};
+use crate::event::format_time;
+use crate::store::{now_millis, DeliveryQuery, DeliveryRecord};
+
+pub fn router() -> Api {
+    Api::new("deliveries")
+        .post(
+            "/rest/v2/subscriptions/{id}/rotate_secret",
+            "Issue a new whsec_ secret; the old one stops at once.",
+            rotate_secret,
+        )
+        .post("/rest/v2/subscriptions/{id}/pause", "Hold deliveries; events keep queueing.", pause)
+        .post("/rest/v2/subscriptions/{id}/resume", "Deliver again (also re-enables a disabled subscription).", resume)
+        .post("/rest/v2/subscriptions/{id}/test", "Queue a signed example link_clicked batch to the target.", test)
+        .post(
+            "/rest/v2/subscriptions/{id}/replay_failed",
+            "Send every failed batch of the subscription again.",
+            replay_failed,
+        )
+        .get("/rest/v2/deliveries", "The delivery log with every attempt: subscription_id, status, since; paged.", list)
+        .post("/rest/v2/deliveries/{id}/replay", "Send a batch again, with its original webhook-id.", replay)
+}
+
+async fn status(st: &AppState, account: i64, id: &str, status: &str) -> ApiResult<Response> {
+    let s = st.store.set_subscription_status(account, path_id(id, "subscription")?, status).await?;
+    let tz = st.store.account(account).await?.timezone;
+    Ok(Json(subscription_json(&s, &tz)).into_response())
+}
+
+async fn pause(State(st): State<AppState>, Auth(a): Auth, Path(id): Path<String>) -> ApiResult<Response> {
+    status(&st, a.id, &id, "paused").await
+}
+
+async fn resume(State(st): State<AppState>, Auth(a): Auth, Path(id): Path<String>) -> ApiResult<Response> {
+    status(&st, a.id, &id, "active").await
+}
+
+async fn rotate_secret(State(st): State<AppState>, Auth(a): Auth, Path(id): Path<String>) -> ApiResult<Response> {
+    let s = st.store.set_subscription_secret(a.id, path_id(&id, "subscription")?, new_secret()).await?;
+    Ok(Json(subscription_json(&s, &a.timezone)).into_response())
+}
+
+async fn test(State(st): State<AppState>, Auth(a): Auth, Path(id): Path<String>) -> ApiResult<Response> {
+    let id = path_id(&id, "subscription")?;
+    // The published example, as this account would send it: receivers can test their parsing.
+    let mut example: Value = serde_json::from_str(EXAMPLE).map_err(|_| ApiError::internal())?;
+    example[0]["firm_id"] = json!(a.id);
+    example[0]["timestamp"] = json!(format_time(now_millis(), &a.timezone));
+    let delivery = st.store.add_test_delivery(a.id, id, example.to_string(), now_millis()).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"delivery_id": delivery}))).into_response())
+}
+
+/// Woodpecker's example payload, for the test endpoint.
+const EXAMPLE: &str = include_str!("../../data/link_clicked.example.json");
+
+async fn replay_failed(State(st): State<AppState>, Auth(a): Auth, Path(id): Path<String>) -> ApiResult<Response> {
+    let n = st.store.replay_failed(a.id, path_id(&id, "subscription")?, now_millis()).await?;
+    Ok(Json(json!({"replayed": n})).into_response())
+}
+
+async fn replay(State(st): State<AppState>, Auth(a): Auth, Path(id): Path<String>) -> ApiResult<Response> {
+    st.store.replay_delivery(a.id, path_id(&id, "delivery")?, now_millis()).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"status": "pending"}))).into_response())
+}
+
+pub fn delivery_json(d: &DeliveryRecord, tz: &str) -> Value {
+    let attempts: Vec<Value> = d
+        .attempts
+        .iter()
+        .map(|t| {
+            json!({"time": format_time(t.at, tz), "status_code": t.status_code, "error": t.error,
+                   "latency_ms": t.latency_ms, "response": t.response})
+        })
+        .collect();
+    json!({
+        "id": d.id,
+        "webhook_id": d.msg_id,
+        "subscription_id": d.subscription_id,
+        "target_url": d.target_url,
+        "events": d.event_count,
+        "status": d.state,
+        "failed_attempts": d.tries,
+        "next_attempt": d.next_attempt_at.map(|t| format_time(t, tz)),
+        "created": format_time(d.created_at, tz),
+        "delivered": d.delivered_at.map(|t| format_time(t, tz)),
+        "last_error": d.last_error,
+        "attempts": attempts,
+    })
+}
+
+async fn list(State(st): State<AppState>, Auth(a): Auth, params: Params) -> ApiResult<Response> {
+    let (offset, limit) = params.page(1000)?;
+    let state = match params.str("status") {
+        Some(s @ ("pending" | "delivered" | "failed")) => Some(s.to_string()),
+        Some(s) => {
+            return Err(ApiError::wrong_param(format!("status must be pending, delivered or failed, not {s:?}.")))
+        }
+        None => None,
+    };
+    let q = DeliveryQuery {
+        subscription_id: params.int("subscription_id")?,
+        state,
+        since: params.time("since")?,
+        offset,
+        limit,
+    };
+    let (total, items) = st.store.list_deliveries(a.id, q).await?;
+    Ok(list_response(total, items.iter().map(|d| delivery_json(d, &a.timezone)).collect()))
+}

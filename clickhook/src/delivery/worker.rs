@@ -1,0 +1,292 @@
+//! The delivery worker: batches events, POSTs them, retries, and records every attempt.
+//!
+//! Each round it cuts due batches, leases the deliveries it has room for, and runs each
+//! attempt as its own task: a slow or dead endpoint holds only its own slots (a per-endpoint
+//! cap), never the others'. Everything it knows lives in the store — batches, leases, the
+//! retry time of each — so memory stays flat however large a backlog grows, and a node that
+//! dies leaves leases that expire (or, on SQLite, are dropped at the next start).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tokio::sync::{watch, Notify};
+
+use super::{sign, target};
+use crate::config::Settings;
+use crate::metrics::METRICS;
+use crate::store::{now_millis, Attempt, AttemptOutcome, Claimed, DynStore, Millis};
+
+/// Woodpecker's limit of elements per POST.
+pub const MAX_BATCH: i64 = 100;
+const MAX_IN_FLIGHT: usize = 256;
+const RESPONSE_EXCERPT: usize = 1024;
+
+pub fn user_agent() -> String {
+    format!("clickhook/{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Resolves target hosts, refusing private addresses unless allowed: the check is made on the
+/// very addresses the connection will use, so a DNS answer that changed cannot slip past it.
+struct GuardedResolver {
+    allow_private: bool,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow_private = self.allow_private;
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            if !allow_private {
+                if let Some(bad) = addrs.iter().find(|a| !target::is_public(a.ip())) {
+                    return Err(
+                        format!("refused: {} resolves to the private address {}", name.as_str(), bad.ip()).into()
+                    );
+                }
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+pub fn client(settings: &Settings) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(settings.delivery_timeout)
+        .connect_timeout(settings.delivery_timeout.min(Duration::from_secs(10)))
+        .user_agent(user_agent())
+        .dns_resolver(Arc::new(GuardedResolver { allow_private: settings.allow_private_targets }))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+        .expect("an HTTP client")
+}
+
+struct Result_ {
+    status: Option<u16>,
+    error: Option<String>,
+    response: String,
+    retry_after: Option<Duration>,
+    latency: Duration,
+}
+
+/// One POST of one batch.
+async fn post(client: &reqwest::Client, settings: &Settings, c: &Claimed) -> Result_ {
+    let started = Instant::now();
+    let fail = |error: String| Result_ {
+        status: None,
+        error: Some(error),
+        response: String::new(),
+        retry_after: None,
+        latency: started.elapsed(),
+    };
+    // IP literals never reach the resolver: check them here.
+    if !settings.allow_private_targets {
+        if let Some(host) = url::Url::parse(&c.target_url).ok().and_then(|u| u.host_str().map(str::to_string)) {
+            if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+                if !target::is_public(ip) {
+                    return fail(format!("refused: {ip} is a private address"));
+                }
+            }
+        }
+    }
+    let timestamp = now_millis() / 1000;
+    let Some(signature) = sign::sign(&c.secret, &c.msg_id, timestamp, c.body.as_bytes()) else {
+        return fail("the subscription's secret is not a valid whsec_ secret".into());
+    };
+    let sent = client
+        .post(&c.target_url)
+        .header("content-type", "application/json")
+        .header("webhook-id", &c.msg_id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(c.body.clone())
+        .send()
+        .await;
+    match sent {
+        Err(e) => {
+            let kind = if e.is_timeout() {
+                "timeout"
+            } else if e.is_connect() {
+                "connection failed"
+            } else {
+                "request failed"
+            };
+            let mut detail = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                detail = format!("{detail}: {s}");
+                source = s.source();
+            }
+            fail(format!("{kind}: {detail}"))
+        }
+        Ok(res) => {
+            let status = res.status().as_u16();
+            let retry_after = res
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            // Read at most a little more than we keep, within what remains of the timeout.
+            let mut excerpt = Vec::new();
+            let mut res = res;
+            while excerpt.len() < RESPONSE_EXCERPT {
+                match tokio::time::timeout(Duration::from_secs(1), res.chunk()).await {
+                    Ok(Ok(Some(chunk))) => excerpt.extend_from_slice(&chunk),
+                    _ => break,
+                }
+            }
+            excerpt.truncate(RESPONSE_EXCERPT);
+            Result_ {
+                status: Some(status),
+                error: None,
+                response: String::from_utf8_lossy(&excerpt).into_owned(),
+                retry_after,
+                latency: started.elapsed(),
+            }
+        }
+    }
+}
+
+/// The next attempt after `tries` failures, or `None` when the schedule is spent.
+pub fn next_attempt(schedule: &[Duration], tries: i64, retry_after: Option<Duration>, now: Millis) -> Option<Millis> {
+    let delay = *schedule.get(usize::try_from(tries).ok()?)?;
+    // Retry-After is honoured, within a day; never sooner than the schedule says.
+    let delay = retry_after.map_or(delay, |r| delay.max(r.min(Duration::from_secs(86_400))));
+    let jitter = rand::rng().random_range(0.9..1.1);
+    Some(now + (delay.as_millis() as f64 * jitter) as i64)
+}
+
+fn outcome(settings: &Settings, c: &Claimed, r: &Result_, now: Millis) -> AttemptOutcome {
+    match r.status {
+        Some(200..=299) => AttemptOutcome::Delivered,
+        // 410 unsubscribes at once, as Woodpecker does; so does a redirect, never followed.
+        Some(410) | Some(300..=399) => AttemptOutcome::Gone,
+        _ => match next_attempt(&settings.retry_schedule, c.tries, r.retry_after, now) {
+            Some(at) => AttemptOutcome::Retry(at),
+            None => AttemptOutcome::Exhausted,
+        },
+    }
+}
+
+/// Per-endpoint and total attempts in flight on this node.
+#[derive(Default)]
+struct InFlight {
+    by_subscription: HashMap<i64, usize>,
+    total: usize,
+}
+
+pub async fn run(store: DynStore, settings: Arc<Settings>, mut shutdown: watch::Receiver<bool>) {
+    let client = client(&settings);
+    let inflight = Arc::new(Mutex::new(InFlight::default()));
+    let wake = Arc::new(Notify::new());
+    let window = settings.batch_window.as_millis() as i64;
+    let lease = (settings.delivery_timeout + Duration::from_secs(30)).as_millis() as i64;
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let now = now_millis();
+        if let Err(e) = store.cut_batches(now, window, MAX_BATCH).await {
+            tracing::warn!("cutting batches failed: {e}");
+        }
+        let room = MAX_IN_FLIGHT.saturating_sub(inflight.lock().unwrap().total);
+        let claimed = if room == 0 {
+            Vec::new()
+        } else {
+            store.claim_deliveries(now, lease, room as i64).await.unwrap_or_default()
+        };
+        let mut unclaimed = Vec::new();
+        for c in claimed {
+            {
+                let mut f = inflight.lock().unwrap();
+                let n = f.by_subscription.entry(c.subscription_id).or_default();
+                if *n >= settings.endpoint_concurrency {
+                    unclaimed.push(c.id);
+                    continue;
+                }
+                *n += 1;
+                f.total += 1;
+            }
+            let (store, settings, client, inflight, wake) =
+                (store.clone(), settings.clone(), client.clone(), inflight.clone(), wake.clone());
+            tasks.spawn(async move {
+                let r = post(&client, &settings, &c).await;
+                let now = now_millis();
+                let outcome = outcome(&settings, &c, &r, now);
+                METRICS.delivery_seconds.observe(r.latency.as_secs_f64());
+                match outcome {
+                    AttemptOutcome::Delivered => {
+                        METRICS.deliveries_ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    }
+                    AttemptOutcome::Exhausted => {
+                        METRICS.deliveries_exhausted.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    }
+                    _ => METRICS.deliveries_failed_attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                };
+                let attempt = Attempt {
+                    delivery_id: c.id,
+                    subscription_id: c.subscription_id,
+                    at: now,
+                    status_code: r.status,
+                    error: r.error,
+                    latency_ms: r.latency.as_millis() as i64,
+                    response: r.response,
+                    outcome,
+                    disable_after_ms: settings.disable_after.as_millis() as i64,
+                };
+                // The lease covers a store hiccup; if it never records, the batch is sent again (at least once).
+                for _ in 0..5 {
+                    match store.finish_attempt(attempt.clone()).await {
+                        Ok(()) => break,
+                        Err(e) => {
+                            tracing::warn!("recording a delivery attempt failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                }
+                let mut f = inflight.lock().unwrap();
+                if let Some(n) = f.by_subscription.get_mut(&c.subscription_id) {
+                    *n -= 1;
+                }
+                f.total -= 1;
+                wake.notify_one();
+            });
+        }
+        if !unclaimed.is_empty() {
+            let _ = store.release_leases(unclaimed).await;
+        }
+        while tasks.try_join_next().is_some() {}
+        if *shutdown.borrow() {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            _ = wake.notified() => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    // In-flight attempts finish (bounded by the timeout); their leases would otherwise linger.
+    let _ = tokio::time::timeout(settings.delivery_timeout + Duration::from_secs(1), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_and_retry_after() {
+        let s = [Duration::from_secs(5), Duration::from_secs(300)];
+        let at = next_attempt(&s, 0, None, 0).unwrap();
+        assert!((4_500..=5_500).contains(&at), "{at}");
+        let at = next_attempt(&s, 1, Some(Duration::from_secs(600)), 0).unwrap();
+        assert!((540_000..=660_000).contains(&at), "Retry-After longer than the schedule wins: {at}");
+        let at = next_attempt(&s, 0, Some(Duration::from_secs(10 * 86_400)), 0).unwrap();
+        assert!(at <= 95_040_000, "bounded to a day: {at}");
+        assert_eq!(next_attempt(&s, 2, None, 0), None);
+    }
+}
