@@ -16,8 +16,11 @@ function init(args)
   math.randomseed(os.time() + math.floor(os.clock() * 1e6))
 end
 
+-- A browser's user agent: an empty one is judged a bot's, and bot clicks make no webhooks.
+local headers = { ["User-Agent"] = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 Safari/605.1.15" }
+
 function request()
-  return wrk.format("GET", paths[math.random(#paths)])
+  return wrk.format("GET", paths[math.random(#paths)], headers)
 end
 
 function response(status, headers, body)

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Creates an account, a campaign and sent emails holding N tracked links; prints their paths.
 
-usage: setup_links.py CLICKHOOK_BIN DB BASE_URL N
+usage: setup_links.py CLICKHOOK_BIN DB BASE_URL N [SUBSCRIBE_URL]
+With SUBSCRIBE_URL, the account's click filter holds no click back (burst 0, no minimum delay)
+and the URL is subscribed to link_clicked.
 """
 import json
 import subprocess
@@ -9,6 +11,7 @@ import sys
 import urllib.request
 
 binary, db, base, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+subscribe = sys.argv[5] if len(sys.argv) > 5 else None
 acct = json.loads(subprocess.check_output([binary, "--db", db, "account", "create", "--name", "Bench",
                                            "--timezone", "UTC", "--json"]))
 key = acct["api_key"]
@@ -21,6 +24,9 @@ def call(method, path, body):
         return json.load(r)
 
 
+if subscribe:
+    call("PATCH", "/rest/v2/account", {"click_filter": {"burst_seconds": 0, "min_seconds_after_send": 0}})
+    call("POST", "/rest/v1/webhooks/subscribe", {"target_url": subscribe, "event": "link_clicked"})
 campaign = call("POST", "/rest/v2/campaigns", {"name": "Bench", "status": "RUNNING", "mailboxes": ["s@example.com"],
                                                "steps": [{"type": "EMAIL", "track_links": True}]})["id"]
 per_email = 100

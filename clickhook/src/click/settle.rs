@@ -26,17 +26,20 @@ use crate::store::{
     now_millis, DynStore, Judgement, Millis, NearbyClick, Overrule, PendingClick, Release, StoreResult,
 };
 
-/// Small enough that one settle transaction never holds the writer long (redirects wait on it).
-const BATCH: i64 = 250;
+/// Clicks per round: small while the click path is saturated (a settle transaction holds the
+/// writer that redirects wait on), larger when rounds are quick, for throughput.
+const MIN_BATCH: i64 = 250;
+const MAX_BATCH: i64 = 4000;
 
 /// Clicks are stamped before they are committed; one stamped a little earlier may commit a
 /// little later. Releases wait this much longer than the window so such a click is judged first.
 const COMMIT_SKEW_MS: Millis = 250;
 
 pub async fn run(store: DynStore, lists: Arc<ScannerLists>, mut shutdown: watch::Receiver<bool>) {
+    let mut batch = MIN_BATCH;
     loop {
         let started = std::time::Instant::now();
-        let busy = match settle_once(&store, &lists, now_millis()).await {
+        let busy = match settle_once(&store, &lists, now_millis(), batch).await {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!("settling clicks failed: {e}");
@@ -48,8 +51,10 @@ pub async fn run(store: DynStore, lists: Arc<ScannerLists>, mut shutdown: watch:
         }
         // A round that took long waited for the writer, which puts clicks first: the click path
         // is saturated, so back off for as long again and leave it the CPU.
-        let pause = if busy < BATCH as usize { Duration::from_millis(100) } else { Duration::ZERO };
-        let pause = pause.max(started.elapsed().saturating_sub(Duration::from_millis(50)).min(Duration::from_secs(2)));
+        let took = started.elapsed();
+        batch = if took < Duration::from_millis(300) { (batch * 2).min(MAX_BATCH) } else { (batch / 2).max(MIN_BATCH) };
+        let pause = if busy < MIN_BATCH as usize { Duration::from_millis(100) } else { Duration::ZERO };
+        let pause = pause.max(took.saturating_sub(Duration::from_millis(500)).min(Duration::from_secs(2)));
         if !pause.is_zero() {
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
@@ -60,12 +65,12 @@ pub async fn run(store: DynStore, lists: Arc<ScannerLists>, mut shutdown: watch:
 }
 
 /// One round of both phases; returns how many clicks it moved on.
-pub async fn settle_once(store: &DynStore, lists: &ScannerLists, now: Millis) -> StoreResult<usize> {
-    let pending = store.pending_clicks(BATCH).await?;
+pub async fn settle_once(store: &DynStore, lists: &ScannerLists, now: Millis, batch: i64) -> StoreResult<usize> {
+    let pending = store.pending_clicks(batch).await?;
     let judged = judge(store, lists, &pending).await?;
     // Nothing older than the oldest unjudged click can still be overruled by it.
     let frontier = pending.iter().map(|c| c.at).min().unwrap_or(now).min(now) - COMMIT_SKEW_MS;
-    let released = release(store, frontier).await?;
+    let released = release(store, frontier, batch).await?;
     Ok(judged.max(released))
 }
 
@@ -131,8 +136,8 @@ async fn judge(store: &DynStore, lists: &ScannerLists, pending: &[PendingClick])
     Ok(n)
 }
 
-async fn release(store: &DynStore, frontier: Millis) -> StoreResult<usize> {
-    let held = store.held_clicks(frontier, BATCH).await?;
+async fn release(store: &DynStore, frontier: Millis, batch: i64) -> StoreResult<usize> {
+    let held = store.held_clicks(frontier, batch).await?;
     if held.is_empty() {
         return Ok(0);
     }

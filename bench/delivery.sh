@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Delivery benchmark (issue 4): clicks in, webhooks out to a local receiver (examples/sink.rs).
+#
+#  A. throughput: wrk drives clicks for $CLICKS_FOR; then everything is settled and delivered.
+#     Prints the click rate, the delivered events/s (first POST to last), and the drain time.
+#  B. idle latency: single clicks, one at a time; time from click to webhook received (p50, max).
+#  C. backlog memory: the subscriber is down while $BACKLOG clicks pour in; peak RSS of clickhook.
+#
+# Server on cpu $SERVER_CPU; wrk and the sink on cpu $LOAD_CPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CLICKS_FOR=${CLICKS_FOR:-10s}
+BACKLOG=${BACKLOG:-1000000}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+PORT=${PORT:-18180}
+SINK=${SINK:-19100}
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+cargo build --release --quiet --bin clickhook --example sink
+BIN=target/release/clickhook
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+BASE="http://127.0.0.1:$PORT"
+wait_up() { for _ in $(seq 1 100); do curl -s -o /dev/null "$1" && return; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
+stat() { curl -s "http://127.0.0.1:$SINK/stats" | python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+sql() { python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])" "$1" "$2"; }
+serve() { # db
+  RUST_LOG=warn taskset -c "$SERVER_CPU" "$BIN" --db "$1" serve --listen "127.0.0.1:$PORT" --public-url "$BASE" \
+    --allow-private-targets >"$WORK/serve.log" 2>&1 &
+  SERVER=$!
+  wait_up "$BASE/healthz"
+}
+
+taskset -c "$LOAD_CPU" target/release/examples/sink "127.0.0.1:$SINK" >/dev/null &
+wait_up "http://127.0.0.1:$SINK/stats"
+
+echo "== A. throughput"
+serve "$WORK/a.db"
+python3 bench/setup_links.py "$BIN" "$WORK/a.db" "$BASE" 10000 "http://127.0.0.1:$SINK/hook" >"$WORK/paths.txt"
+START=$(date +%s.%N)
+OUT=$(taskset -c "$LOAD_CPU" wrk -t1 -c64 -d"$CLICKS_FOR" -s bench/clicks.lua "$BASE" -- "$WORK/paths.txt" | grep '^RESULT')
+CLICK_END=$(date +%s.%N)
+echo "   $OUT"
+STORED=$(sql "$WORK/a.db" "select count(*) from clicks")
+for _ in $(seq 1 1200); do
+  HELD=$(sql "$WORK/a.db" "select count(*) from clicks where released = 0")
+  EVENTS=$(sql "$WORK/a.db" "select count(*) from events")
+  [ "$HELD" -eq 0 ] && [ "$(stat events)" -ge "$EVENTS" ] && break
+  sleep 0.5
+done
+END=$(date +%s.%N)
+python3 - "$START" "$CLICK_END" "$END" "$STORED" "$EVENTS" "$(stat events)" "$(stat requests)" "$(stat first_ms)" "$(stat last_ms)" <<'PY'
+import sys
+start, click_end, end = map(float, sys.argv[1:4])
+stored, made, events, requests, first_ms, last_ms = map(int, sys.argv[4:10])
+span = max(last_ms - first_ms, 1) / 1000
+print(f"   clicks stored {stored} at {stored / (click_end - start):.0f}/s; {made} became events (human); "
+      f"{events} delivered in {requests} POSTs "
+      f"({events / max(requests, 1):.1f} per POST)")
+print(f"   delivered {events / span:.0f} events/s (first POST to last: {span:.1f} s); "
+      f"all delivered {end - click_end:.1f} s after the clicks stopped")
+PY
+kill -TERM $SERVER; wait $SERVER || true
+
+echo "== B. idle latency, click to webhook (batch window 1 s, burst hold off)"
+serve "$WORK/b.db"
+python3 bench/setup_links.py "$BIN" "$WORK/b.db" "$BASE" 100 "http://127.0.0.1:$SINK/hook" >"$WORK/paths-b.txt"
+LAT=()
+for i in $(seq 1 15); do
+  BEFORE=$(stat events)
+  T0=$(python3 -c 'import time; print(int(time.time()*1000))')
+  curl -s -o /dev/null -A "Mozilla/5.0 Safari" "$BASE$(sed -n "${i}p" "$WORK/paths-b.txt")"
+  for _ in $(seq 1 400); do [ "$(stat events)" -gt "$BEFORE" ] && break; sleep 0.005; done
+  LAT+=($(( $(stat last_ms) - T0 )))
+  sleep 0.3
+done
+python3 -c "import sys; v=sorted(map(int, sys.argv[1:])); print(f'   p50 {v[len(v)//2]} ms, max {v[-1]} ms over {len(v)} clicks')" "${LAT[@]}"
+kill -TERM $SERVER; wait $SERVER || true
+
+echo "== C. backlog: subscriber down while $BACKLOG clicks arrive"
+serve "$WORK/c.db"
+python3 bench/setup_links.py "$BIN" "$WORK/c.db" "$BASE" 10000 "http://127.0.0.1:9/down" >"$WORK/paths-c.txt"
+N=0
+while [ "$N" -lt "$BACKLOG" ]; do
+  taskset -c "$LOAD_CPU" wrk -t1 -c64 -d5s -s bench/clicks.lua "$BASE" -- "$WORK/paths-c.txt" >/dev/null
+  N=$(sql "$WORK/c.db" "select count(*) from clicks")
+  echo "   $N clicks, RSS $(awk '/VmRSS/ {print $2/1024 " MB"}' /proc/$SERVER/status)"
+done
+for _ in $(seq 1 600); do
+  P=$(sql "$WORK/c.db" "select count(*) from clicks where released = 0")
+  [ "$P" -eq 0 ] && break
+  sleep 1
+done
+sleep 3
+EV=$(sql "$WORK/c.db" "select count(*) from events")
+DL=$(sql "$WORK/c.db" "select count(*) from deliveries")
+echo "   backlog: $EV events in $DL undelivered batches; peak RSS $(awk '/VmHWM/ {print $2/1024 " MB"}' /proc/$SERVER/status), now $(awk '/VmRSS/ {print $2/1024 " MB"}' /proc/$SERVER/status)"
+kill -TERM $SERVER; wait $SERVER || true
