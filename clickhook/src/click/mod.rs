@@ -119,6 +119,16 @@ fn html(status: StatusCode, body: &'static str) -> Response {
     res
 }
 
+/// The user agent as stored: at most 512 bytes, cut on a character boundary; lossy if not UTF-8.
+fn user_agent(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let mut end = text.len().min(512);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
 /// Zeroes the host part of an address: the last IPv4 octet, the last 80 bits of IPv6.
 pub fn anonymize(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
@@ -185,10 +195,7 @@ pub async fn follow(
     }
     let ip = client_ip(&st, peer, &headers);
     let ip = if st.settings.full_ip { ip.to_canonical() } else { anonymize(ip) };
-    let user_agent = headers
-        .get(header::USER_AGENT)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).chars().take(512).collect())
-        .unwrap_or_default();
+    let user_agent = headers.get(header::USER_AGENT).map(|v| user_agent(v.as_bytes())).unwrap_or_default();
     let click = NewClick {
         account_id: target.account_id,
         email_id: target.email_id,
