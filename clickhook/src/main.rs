@@ -247,11 +247,16 @@ async fn import(db: &str, file: PathBuf, account: i64, campaign: Option<i64>) ->
     let st = store::open(db).await?;
     st.account(account).await?;
     let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let input = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&file)?);
+    let f = std::fs::File::open(&file)?;
+    let total = f.metadata().map(|m| m.len()).unwrap_or(0).max(1);
+    let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let input = std::io::BufReader::with_capacity(1 << 20, Counting { inner: f, read: read.clone() });
     let tty = std::io::stderr().is_terminal();
     let report = clickhook::import::import_csv(&st, account, campaign, &name, input, |rows| {
         if tty {
-            eprint!("\r{rows} rows read");
+            let done = read.load(std::sync::atomic::Ordering::Relaxed).min(total);
+            let filled = (done * 30 / total) as usize;
+            eprint!("\r[{}{}] {:>3}%  {rows} rows", "#".repeat(filled), " ".repeat(30 - filled), done * 100 / total);
         }
     })
     .await;
@@ -268,6 +273,20 @@ async fn import(db: &str, file: PathBuf, account: i64, campaign: Option<i64>) ->
         println!("(and {} more rejected rows)", report.rejected as usize - report.errors.len());
     }
     Ok(())
+}
+
+/// Counts the bytes read, for the import's progress bar.
+struct Counting<R> {
+    inner: R,
+    read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: std::io::Read> std::io::Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
 }
 
 async fn keys(db: &str, cmd: KeysCmd) -> anyhow::Result<()> {

@@ -256,3 +256,88 @@ async fn kill_9_with_batches_in_flight_redelivers_them_with_their_webhook_id() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+/// SIGTERM under load: stop accepting, finish in-flight clicks, commit, exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("term.db");
+    let out = Command::new(env!("CARGO_BIN_EXE_clickhook"))
+        .arg("--db")
+        .arg(&db)
+        .args(["account", "create", "--name", "T", "--timezone", "UTC", "--json"])
+        .output()
+        .unwrap();
+    let key =
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["api_key"].as_str().unwrap().to_string();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = crate::helpers::client();
+    let mut server = serve(&db, port);
+    wait_up(&client, &base).await;
+    let api = |path: &str, body: serde_json::Value| {
+        client.post(format!("{base}{path}")).header("x-api-key", &key).body(body.to_string()).send()
+    };
+    let r = api(
+        "/rest/v2/campaigns",
+        json!({"name": "c", "mailboxes": ["s@example.com"], "steps": [{"track_links": true}]}),
+    )
+    .await
+    .unwrap();
+    let c = serde_json::from_str::<serde_json::Value>(&r.text().await.unwrap()).unwrap()["id"].as_i64().unwrap();
+    api(
+        "/rest/v1/add_prospects_campaign",
+        json!({"campaign": {"campaign_id": c}, "prospects": [{"email": "p@example.com"}]}),
+    )
+    .await
+    .unwrap();
+    let r = api(
+        &format!("/rest/v2/campaigns/{c}/emails"),
+        json!({"prospect_email": "p@example.com", "step": 1, "html": "<a href=\"https://example.com\">x</a>"}),
+    )
+    .await
+    .unwrap();
+    let link = serde_json::from_str::<serde_json::Value>(&r.text().await.unwrap()).unwrap()["links"][0]["tracked_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (client, link, answered) = (client.clone(), link.clone(), answered.clone());
+        tasks.push(tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                match client.get(&link).send().await {
+                    Ok(r) if r.status() == 302 => {
+                        answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    _ => return,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(server.id() as libc::pid_t, libc::SIGTERM) };
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = server.try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "did not exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status}");
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let answered = answered.load(std::sync::atomic::Ordering::Relaxed) as i64;
+    assert!(answered > 50);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let stored: i64 = conn.query_row("SELECT count(*) FROM clicks", [], |r| r.get(0)).unwrap();
+    assert!(stored >= answered, "{stored} stored < {answered} answered");
+    let ok: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(ok, "ok");
+}
