@@ -37,7 +37,7 @@ impl Node {
 
     /// Starts the server and waits until it answers.
     async fn start(&self, extra: &[&str]) -> Child {
-        let child = Command::new(env!("CARGO_BIN_EXE_clickhook"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_clickhook"))
             .arg("--db")
             .arg(&self.db)
             .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port), "--public-url", &self.base])
@@ -53,6 +53,8 @@ impl Node {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("server did not come up");
     }
 
