@@ -88,7 +88,7 @@ async fn event_matches_the_published_example() {
     let element = clickhook::event::link_clicked(&contexts[&email_id], "https://google.com", clicked_at);
 
     let example: Value =
-        serde_json::from_str(include_str!("../../../../shared/spec/link_clicked.example.json")).unwrap();
+        serde_json::from_str(include_str!("../../data/link_clicked.example.json")).unwrap();
     // Same values, same key order: compare the serialised forms.
     assert_eq!(serde_json::to_string_pretty(&element).unwrap(), serde_json::to_string_pretty(&example[0]).unwrap());
 }
@@ -109,4 +109,15 @@ async fn followup_after_is_left_out_when_null_and_summer_time_shows() {
     assert_eq!(e["prospect"]["snippet_labels"], json!({}));
     assert!(e["firm_id"].is_i64() && e["prospect"]["campaign_id"].is_i64() && e["step"].is_i64());
     assert_eq!(e["prospect"]["step_type"], "EMAIL");
+}
+
+/// The repo's copy of the contract is the published example, unchanged.
+#[test]
+fn the_example_in_the_repo_is_the_published_one() {
+    let ours = include_str!("../../data/link_clicked.example.json");
+    let spec = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/spec/link_clicked.example.json");
+    match std::fs::read_to_string(&spec) {
+        Ok(published) => assert_eq!(ours, published),
+        Err(_) => eprintln!("skipped: {} is not beside this checkout", spec.display()),
+    }
 }
