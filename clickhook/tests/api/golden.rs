@@ -87,8 +87,7 @@ async fn event_matches_the_published_example() {
     let clicked_at = chrono::DateTime::parse_from_rfc3339("2025-03-21T19:47:47Z").unwrap().timestamp_millis();
     let element = clickhook::event::link_clicked(&contexts[&email_id], "https://google.com", clicked_at);
 
-    let example: Value =
-        serde_json::from_str(include_str!("../../data/link_clicked.example.json")).unwrap();
+    let example: Value = serde_json::from_str(include_str!("../../data/link_clicked.example.json")).unwrap();
     // Same values, same key order: compare the serialised forms.
     assert_eq!(serde_json::to_string_pretty(&element).unwrap(), serde_json::to_string_pretty(&example[0]).unwrap());
 }
