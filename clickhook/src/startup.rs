@@ -60,7 +60,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let st = self.state.clone();
-        let settler = background_thread("settler", {
+        let settler = background_thread("settler", st.store.background_may_starve(), {
             let (store, lists, stop) = (st.store.clone(), st.settings.scanners.clone(), stop_rx.clone());
             move || settle::run(store, lists, stop)
         })?;
@@ -85,14 +85,16 @@ impl Application {
 /// Runs `task` on a thread of its own with a lowest CPU priority (nice 19), and a runtime of
 /// its own, so that under load the redirects win the CPU and the background work catches up
 /// afterwards. Threads it spawns (SQLite reads) inherit the priority.
-fn background_thread<F, Fut>(name: &str, task: F) -> anyhow::Result<std::thread::JoinHandle<()>>
+fn background_thread<F, Fut>(name: &str, low_priority: bool, task: F) -> anyhow::Result<std::thread::JoinHandle<()>>
 where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = ()>,
 {
     let name = name.to_string();
     Ok(std::thread::Builder::new().name(name.clone()).spawn(move || {
-        lower_priority();
+        if low_priority {
+            lower_priority();
+        }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .thread_name(format!("{name}-io"))

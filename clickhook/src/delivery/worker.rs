@@ -184,7 +184,9 @@ pub async fn run(store: DynStore, settings: Arc<Settings>, mut shutdown: watch::
     let inflight = Arc::new(Mutex::new(InFlight::default()));
     let wake = Arc::new(Notify::new());
     let window = settings.batch_window.as_millis() as i64;
-    let lease = (settings.delivery_timeout + Duration::from_secs(30)).as_millis() as i64;
+    // Covers the attempt (bounded by the timeout) and recording its outcome; a node that dies
+    // holds its batches no longer than this before another node sends them again.
+    let lease = (settings.delivery_timeout + Duration::from_secs(10)).as_millis() as i64;
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         let now = now_millis();

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{CampaignStatus, EmailAddress, ProspectInput, StepType};
 
+pub mod postgres;
 pub mod sqlite;
 
 pub type Millis = i64;
@@ -556,6 +557,12 @@ pub struct OutboxDepth {
 pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 
+    /// Whether background work (settling) may run at the lowest CPU priority. Not where its
+    /// transactions hold locks that other nodes wait on: a starved holder would stall them all.
+    fn background_may_starve(&self) -> bool {
+        true
+    }
+
     // Accounts and keys.
     async fn create_account(&self, new: NewAccount) -> StoreResult<Account>;
     async fn list_accounts(&self) -> StoreResult<Vec<Account>>;
@@ -654,6 +661,72 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
 }
 
+/// Applies given fields over `p` (all of them when creating).
+pub(crate) fn apply_fields(p: &mut Prospect, input: &ProspectInput) {
+    let f = &input.fields;
+    let text: [(&mut String, &Option<String>); 13] = [
+        (&mut p.first_name, &f.first_name),
+        (&mut p.last_name, &f.last_name),
+        (&mut p.company, &f.company),
+        (&mut p.website, &f.website),
+        (&mut p.linkedin_url, &f.linkedin_url),
+        (&mut p.tags, &f.tags),
+        (&mut p.title, &f.title),
+        (&mut p.phone, &f.phone),
+        (&mut p.address, &f.address),
+        (&mut p.city, &f.city),
+        (&mut p.country, &f.country),
+        (&mut p.industry, &f.industry),
+        (&mut p.state, &f.state),
+    ];
+    for (slot, given) in text {
+        if let Some(v) = given {
+            *slot = v.clone();
+        }
+    }
+    for (slot, given) in p.snippets.iter_mut().zip(&f.snippets) {
+        if let Some(v) = given {
+            *slot = v.clone();
+        }
+    }
+    if let Some(s) = f.status {
+        p.status = s.as_str().to_string();
+    }
+    if let Some(i) = f.interested {
+        p.interested = i.map(|i| i.as_str().to_string()).unwrap_or_default();
+    }
+    p.email = input.email.as_str().to_string();
+}
+
+pub(crate) fn blank_prospect(account_id: i64) -> Prospect {
+    Prospect {
+        id: 0,
+        account_id,
+        email: String::new(),
+        first_name: String::new(),
+        last_name: String::new(),
+        company: String::new(),
+        website: String::new(),
+        linkedin_url: String::new(),
+        tags: String::new(),
+        title: String::new(),
+        phone: String::new(),
+        address: String::new(),
+        city: String::new(),
+        country: String::new(),
+        industry: String::new(),
+        state: String::new(),
+        snippets: Default::default(),
+        status: "ACTIVE".into(),
+        interested: String::new(),
+        imported: String::new(),
+        last_contacted: None,
+        in_campaign: 0,
+        emails_sent: 0,
+        updated_at: 0,
+    }
+}
+
 pub type DynStore = Arc<dyn Store>;
 
 /// Opens the store named by `--db`: a `postgres://` URL or an SQLite file path.
@@ -686,7 +759,8 @@ impl std::str::FromStr for Durability {
 
 pub async fn open_with(db: &str, durability: Durability) -> anyhow::Result<DynStore> {
     if db.starts_with("postgres://") || db.starts_with("postgresql://") {
-        anyhow::bail!("PostgreSQL storage is not built yet (issue 5); use an SQLite path for --db")
+        // PostgreSQL commits are always durable (synchronous_commit as the server sets it).
+        return Ok(Arc::new(postgres::PgStore::open(db).await?));
     }
     let synchronous = match durability {
         Durability::Process => "NORMAL",

@@ -16,7 +16,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use tokio::sync::oneshot;
 
 use super::*;
-use crate::domain::{CampaignStatus, EmailAddress, ProspectInput};
+use crate::domain::{CampaignStatus, EmailAddress};
 
 const MIGRATIONS: &[&str] =
     &[include_str!("../../migrations/sqlite/0001_init.sql"), include_str!("../../migrations/sqlite/0002_delivery.sql")];
@@ -445,72 +445,6 @@ fn prospect_id_by_email(conn: &Connection, account_id: i64, email: &EmailAddress
     conn.prepare_cached("SELECT id FROM prospects WHERE account_id = ?1 AND email_key = ?2")
         .and_then(|mut st| st.query_row(params![account_id, email.key()], |r| r.get(0)).optional())
         .map_err(db_err)
-}
-
-/// Applies given fields over `p` (all of them when creating).
-fn apply_fields(p: &mut Prospect, input: &ProspectInput) {
-    let f = &input.fields;
-    let text: [(&mut String, &Option<String>); 13] = [
-        (&mut p.first_name, &f.first_name),
-        (&mut p.last_name, &f.last_name),
-        (&mut p.company, &f.company),
-        (&mut p.website, &f.website),
-        (&mut p.linkedin_url, &f.linkedin_url),
-        (&mut p.tags, &f.tags),
-        (&mut p.title, &f.title),
-        (&mut p.phone, &f.phone),
-        (&mut p.address, &f.address),
-        (&mut p.city, &f.city),
-        (&mut p.country, &f.country),
-        (&mut p.industry, &f.industry),
-        (&mut p.state, &f.state),
-    ];
-    for (slot, given) in text {
-        if let Some(v) = given {
-            *slot = v.clone();
-        }
-    }
-    for (slot, given) in p.snippets.iter_mut().zip(&f.snippets) {
-        if let Some(v) = given {
-            *slot = v.clone();
-        }
-    }
-    if let Some(s) = f.status {
-        p.status = s.as_str().to_string();
-    }
-    if let Some(i) = f.interested {
-        p.interested = i.map(|i| i.as_str().to_string()).unwrap_or_default();
-    }
-    p.email = input.email.as_str().to_string();
-}
-
-fn blank_prospect(account_id: i64) -> Prospect {
-    Prospect {
-        id: 0,
-        account_id,
-        email: String::new(),
-        first_name: String::new(),
-        last_name: String::new(),
-        company: String::new(),
-        website: String::new(),
-        linkedin_url: String::new(),
-        tags: String::new(),
-        title: String::new(),
-        phone: String::new(),
-        address: String::new(),
-        city: String::new(),
-        country: String::new(),
-        industry: String::new(),
-        state: String::new(),
-        snippets: Default::default(),
-        status: "ACTIVE".into(),
-        interested: String::new(),
-        imported: String::new(),
-        last_contacted: None,
-        in_campaign: 0,
-        emails_sent: 0,
-        updated_at: 0,
-    }
 }
 
 /// Inserts (id 0) or updates the person columns of `p`; returns its id.
