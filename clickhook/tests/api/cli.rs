@@ -2,7 +2,9 @@
 
 use std::process::Command;
 
-fn clickhook(db: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+use crate::helpers::{fresh_db, on_postgres, Db};
+
+fn clickhook(db: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_clickhook")).arg("--db").arg(db).args(args).output().unwrap();
     (
         out.status.success(),
@@ -14,7 +16,7 @@ fn clickhook(db: &std::path::Path, args: &[&str]) -> (bool, String, String) {
 #[test]
 fn accounts_keys_and_import() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("c.db");
+    let db = fresh_db(dir.path());
     let (ok, out, err) = clickhook(
         &db,
         &["account", "create", "--name", "Bachmanity", "--timezone", "Europe/Warsaw", "--id", "456789", "--json"],
@@ -51,12 +53,16 @@ fn accounts_keys_and_import() {
     assert!(ok && out.lines().count() == 2);
 }
 
-#[test]
-fn a_newer_database_is_refused() {
+#[tokio::test]
+async fn a_newer_database_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("c.db");
+    let db = fresh_db(dir.path());
     assert!(clickhook(&db, &["migrate"]).0);
-    rusqlite::Connection::open(&db).unwrap().pragma_update(None, "user_version", 99).unwrap();
+    if on_postgres() {
+        Db(db.clone()).exec("UPDATE schema_version SET version = 99").await;
+    } else {
+        rusqlite::Connection::open(&db).unwrap().pragma_update(None, "user_version", 99).unwrap();
+    }
     let (ok, _, err) = clickhook(&db, &["account", "list"]);
     assert!(!ok);
     assert!(err.contains("schema is version 99, newer than this clickhook"), "{err}");
@@ -67,7 +73,7 @@ fn a_newer_database_is_refused() {
 fn a_million_rows_import_in_bounded_memory() {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("c.db");
+    let db = fresh_db(dir.path());
     clickhook(&db, &["account", "create", "--name", "Big", "--timezone", "UTC", "--id", "1"]);
     let csv = dir.path().join("big.csv");
     let mut f = std::io::BufWriter::new(std::fs::File::create(&csv).unwrap());

@@ -234,16 +234,13 @@ async fn bot_signals_and_settings() {
     assert_eq!(app.get(&format!("/rest/v2/clicks?campaign_id={c}&since=2020-01-01T00:00:00Z"), &key).await.total(), 7);
 
     // Only the human click became an event: bot clicks are recorded, not delivered.
-    let db = rusqlite::Connection::open(&app.db_path).unwrap();
-    let events: i64 = db.query_row("SELECT count(*) FROM events", [], |r| r.get(0)).unwrap();
-    assert_eq!(events, 1);
+    assert_eq!(app.sql_i64("SELECT count(*) FROM events").await, 1);
 
     // With deliver_bot_clicks on, bot clicks make events too.
     app.patch("/rest/v2/account", &key, json!({"click_filter": {"deliver_bot_clicks": true}})).await;
     assert_eq!(app.client.head(url(&head, 1)).send().await.unwrap().status(), 302);
     app.settled_clicks(&key, 8).await;
-    let events: i64 = db.query_row("SELECT count(*) FROM events", [], |r| r.get(0)).unwrap();
-    assert_eq!(events, 2);
+    assert_eq!(app.sql_i64("SELECT count(*) FROM events").await, 2);
 
     let metrics = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
     // Counters are process-wide and other tests' servers share this process: at least ours.
@@ -296,24 +293,19 @@ async fn a_later_click_overrules_an_earlier_held_one() {
     let url = |i: usize| sent["links"][i]["tracked_url"].as_str().unwrap().to_string();
     app.client.get(url(0)).header("user-agent", ua).send().await.unwrap();
     // Let the settler judge the first click on its own (it is then held, provisionally human).
-    let db = rusqlite::Connection::open(&app.db_path).unwrap();
     for _ in 0..50 {
-        let judged: i64 =
-            db.query_row("SELECT count(*) FROM clicks WHERE verdict IS NOT NULL", [], |r| r.get(0)).unwrap();
-        if judged == 1 {
+        if app.sql_i64("SELECT count(*) FROM clicks WHERE verdict IS NOT NULL").await == 1 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let (verdict, released): (String, i64) =
-        db.query_row("SELECT verdict, released FROM clicks", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
-    assert_eq!((verdict.as_str(), released), ("human", 0), "judged, held");
+    let held = app.sql_i64("SELECT count(*) FROM clicks WHERE verdict = 'human' AND NOT released").await;
+    assert_eq!(held, 1, "judged human, held");
     app.client.get(url(1)).header("user-agent", ua).send().await.unwrap();
     let clicks = app.settled_clicks(&key, 2).await;
     for c in &clicks {
         assert_eq!(c["verdict"], "bot", "{c}");
         assert_eq!(c["reasons"], json!(["burst_of_links"]));
     }
-    let events: i64 = db.query_row("SELECT count(*) FROM events", [], |r| r.get(0)).unwrap();
-    assert_eq!(events, 0);
+    assert_eq!(app.sql_i64("SELECT count(*) FROM events").await, 0);
 }

@@ -42,14 +42,10 @@ async fn retried_until_it_succeeds_with_one_webhook_id_and_the_exact_body() {
     }
 
     // The body is the event module's output for this click, byte for byte, in an array.
-    let db = rusqlite::Connection::open(&app.db_path).unwrap();
-    let (clicked_at, url): (i64, String) = db
-        .query_row(
-            "SELECT c.at, l.url FROM clicks c JOIN links l ON l.email_id = c.email_id AND l.link_no = c.link_no",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
+    let clicked_at = app.sql_i64("SELECT at FROM clicks").await;
+    let url = app
+        .sql_text("SELECT l.url FROM clicks c JOIN links l ON l.email_id = c.email_id AND l.link_no = c.link_no")
+        .await;
     let ctx = app.store.event_contexts(vec![h.email_id]).await.unwrap();
     let element = clickhook::event::link_clicked(&ctx[&h.email_id], &url, clicked_at).to_string();
     assert_eq!(got[3].body, format!("[{element}]"));
@@ -170,8 +166,7 @@ async fn private_targets_are_refused_at_delivery_time_too() {
     let rx = Receiver::start(vec![Reply::Status(200)]);
     let h = app.hooked("http://93.184.216.34/x", 1).await;
     // As if its DNS answer had changed to a private address since it subscribed.
-    let db = rusqlite::Connection::open(&app.db_path).unwrap();
-    db.execute("UPDATE subscriptions SET target_url = ?1", [&rx.url]).unwrap();
+    app.exec(&format!("UPDATE subscriptions SET target_url = '{}'", rx.url)).await;
     app.click(&h.links[0]).await;
     for _ in 0..100 {
         let d = deliveries(&app, &h.key).await;

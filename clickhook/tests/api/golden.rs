@@ -37,9 +37,7 @@ async fn event_matches_the_published_example() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let id = r.body["prospects"][0]["id"].as_i64().unwrap();
-    let db = rusqlite::Connection::open(&app.db_path).unwrap();
-    db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
-    db.execute("UPDATE prospects SET id = 1234567890 WHERE id = ?1", [id]).unwrap();
+    app.exec(&format!("UPDATE prospects SET id = 1234567890 WHERE id = {id}")).await;
 
     for campaign in [123456, other] {
         let r = app

@@ -1,4 +1,3 @@
-use std::path::PathBuf;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -13,7 +12,8 @@ use serde_json::Value;
 pub struct TestApp {
     pub base: String,
     pub store: DynStore,
-    pub db_path: PathBuf,
+    /// `--db` of this server: an SQLite path or a postgres URL with its own schema.
+    pub db: String,
     pub client: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -41,11 +41,95 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// Which store the suite runs on: `CLICKHOOK_TEST_STORE=postgres` selects PostgreSQL at
+/// `CLICKHOOK_TEST_PG_URL` (default postgres://root@127.0.0.1:5432/test); each server gets a
+/// schema of its own, so runs and parallel tests never see each other's data.
+pub fn on_postgres() -> bool {
+    std::env::var("CLICKHOOK_TEST_STORE").is_ok_and(|s| s == "postgres")
+}
+
+fn pg_url() -> String {
+    std::env::var("CLICKHOOK_TEST_PG_URL").unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into())
+}
+
+/// A `--db` for a new server: a file in `dir`, or a new schema.
+pub fn fresh_db(dir: &std::path::Path) -> String {
+    if on_postgres() {
+        use rand::distr::{Alphanumeric, SampleString};
+        let schema = format!("t_{}", Alphanumeric.sample_string(&mut rand::rng(), 12).to_lowercase());
+        format!("{}?schema={schema}", pg_url())
+    } else {
+        dir.join("clickhook.db").to_str().unwrap().to_string()
+    }
+}
+
+/// A database as `--db` names it, read directly (plain SQL that both stores understand).
+pub struct Db(pub String);
+
+impl Db {
+    pub async fn exec(&self, sql: &str) {
+        if on_postgres() {
+            self.pg().await.batch_execute(sql).await.unwrap();
+        } else {
+            self.sqlite().execute_batch(sql).unwrap();
+        }
+    }
+
+    /// The first column of the first row, as an integer.
+    pub async fn i64(&self, sql: &str) -> i64 {
+        if on_postgres() {
+            self.pg().await.query_one(sql, &[]).await.unwrap().get(0)
+        } else {
+            self.sqlite().query_row(sql, [], |r| r.get(0)).unwrap()
+        }
+    }
+
+    /// The first column of the first row, as text.
+    pub async fn text(&self, sql: &str) -> String {
+        self.texts(sql).await.swap_remove(0)
+    }
+
+    /// The first column of every row, as text.
+    pub async fn texts(&self, sql: &str) -> Vec<String> {
+        if on_postgres() {
+            self.pg().await.query(sql, &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
+        } else {
+            let c = self.sqlite();
+            let mut st = c.prepare(sql).unwrap();
+            st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+        }
+    }
+
+    /// SQLite's own check of the file; PostgreSQL has none to offer short of extensions, and
+    /// its crash safety is its WAL's, not ours.
+    pub async fn integrity(&self) -> String {
+        if on_postgres() {
+            "ok".into()
+        } else {
+            self.sqlite().query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap()
+        }
+    }
+
+    fn sqlite(&self) -> rusqlite::Connection {
+        let c = rusqlite::Connection::open(&self.0).unwrap();
+        c.busy_timeout(Duration::from_secs(5)).unwrap();
+        c
+    }
+
+    async fn pg(&self) -> tokio_postgres::Client {
+        let (url, schema) = self.0.split_once("?schema=").unwrap();
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client.batch_execute(&format!("SET search_path TO {schema}")).await.unwrap();
+        client
+    }
+}
+
 /// Starts a server on a fresh database; `configure` adjusts its settings.
 pub fn spawn_app(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let db_path = dir.path().join("clickhook.db");
-    let mut settings = Settings::new(db_path.to_str().unwrap());
+    let db = fresh_db(dir.path());
+    let mut settings = Settings::new(db.clone());
     settings.listen = "127.0.0.1:0".into();
     settings.public_url = String::new();
     settings.allow_private_targets = true;
@@ -69,7 +153,7 @@ pub fn spawn_app(configure: impl FnOnce(&mut Settings)) -> TestApp {
     TestApp {
         base: format!("http://{addr}"),
         store,
-        db_path,
+        db,
         client: client(),
         stop: Some(stop_tx),
         thread: Some(thread),
@@ -102,6 +186,23 @@ impl Resp {
 }
 
 impl TestApp {
+    /// The database under this server, to look inside or do what the API cannot.
+    pub fn db(&self) -> Db {
+        Db(self.db.clone())
+    }
+
+    pub async fn exec(&self, sql: &str) {
+        self.db().exec(sql).await
+    }
+
+    pub async fn sql_i64(&self, sql: &str) -> i64 {
+        self.db().i64(sql).await
+    }
+
+    pub async fn sql_text(&self, sql: &str) -> String {
+        self.db().text(sql).await
+    }
+
     /// A new account (time zone as given) and an API key for it.
     pub async fn account(&self, tz: &str) -> (Account, String) {
         self.account_with_id(None, tz).await
@@ -223,10 +324,24 @@ pub struct Received {
     pub body: String,
 }
 
+/// Counts a request as being answered until dropped, also when its sender hangs up.
+struct InFlight {
+    id: String,
+    map: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        *self.map.lock().unwrap().get_mut(&self.id).unwrap() -= 1;
+    }
+}
+
 /// A webhook receiver on 127.0.0.1, on its own runtime thread.
 pub struct Receiver {
     pub url: String,
     pub got: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+    /// `webhook-id`s that arrived while a request with the same id was still being answered.
+    pub overlaps: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -250,13 +365,27 @@ impl Receiver {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let got2 = got.clone();
+        let overlaps: Arc<Mutex<Vec<String>>> = Arc::default();
+        let in_flight: Arc<Mutex<std::collections::HashMap<String, usize>>> = Arc::default();
+        let overlaps2 = overlaps.clone();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             rt.block_on(async move {
                 let app =
                     axum::Router::new().fallback(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
                         let (got, script) = (got2.clone(), script.clone());
+                        let (overlaps, in_flight) = (overlaps2.clone(), in_flight.clone());
                         async move {
+                            let id = headers.get("webhook-id").map(|v| v.to_str().unwrap_or("").to_string());
+                            let _busy = id.map(|id| {
+                                let mut f = in_flight.lock().unwrap();
+                                let n = f.entry(id.clone()).or_default();
+                                if *n > 0 {
+                                    overlaps.lock().unwrap().push(id.clone());
+                                }
+                                *n += 1;
+                                InFlight { id, map: in_flight.clone() }
+                            });
                             let mut h = reqwest::header::HeaderMap::new();
                             for (k, v) in headers.iter() {
                                 h.insert(
@@ -295,7 +424,7 @@ impl Receiver {
             });
         });
         let port = ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        Receiver { url: format!("http://127.0.0.1:{port}/hook"), got, stop: Some(stop_tx) }
+        Receiver { url: format!("http://127.0.0.1:{port}/hook"), got, overlaps, stop: Some(stop_tx) }
     }
 
     pub fn requests(&self) -> Vec<Received> {

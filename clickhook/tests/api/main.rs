@@ -12,6 +12,7 @@ mod clicks;
 mod crash;
 mod delivery;
 mod golden;
+mod nodes;
 mod openapi;
 mod prospects;
 mod tenancy;

@@ -1,0 +1,104 @@
+//! Several nodes on one PostgreSQL behave as one system. These tests need shared storage, so
+//! they run in the PostgreSQL half of the suite (`./test.sh`) and say so in the SQLite half.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::crash::{hammer, Node};
+use crate::helpers::{fresh_db, on_postgres, Db, Receiver, Reply};
+
+fn skipped() -> bool {
+    if !on_postgres() {
+        println!("several nodes share PostgreSQL only: this test runs in the PostgreSQL half");
+    }
+    !on_postgres()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_starting_at_once_on_an_empty_database_both_come_up() {
+    if skipped() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db(fresh_db(dir.path()));
+    let (a, b) = (Node::bare(&db), Node::bare(&db));
+    let (_sa, _sb) = tokio::join!(a.start(&[]), b.start(&[]));
+    assert_eq!(db.i64("SELECT version FROM schema_version").await, 2);
+    assert_eq!(db.i64("SELECT count(*) FROM schema_version").await, 1);
+    for n in [&a, &b] {
+        let r = n.client.get(format!("{}/healthz", n.base)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+}
+
+/// Clicks spread over two nodes; one is killed mid-run and restarted. Every answered click is
+/// stored once, every event reaches the receiver, and no batch is ever in flight twice at once
+/// (the receiver notes a `webhook-id` that arrives while the same id is still being answered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_one_killed_lose_nothing_and_never_overlap_a_batch() {
+    if skipped() {
+        return;
+    }
+    let a = Node::new();
+    let b = a.sibling();
+    // Each POST takes a while to answer, so that a batch sent twice at once would be seen.
+    let rx = Receiver::start(vec![Reply::Hang(Duration::from_millis(40))]);
+    let flags = [
+        "--allow-private-targets",
+        "--batch-window",
+        "200ms",
+        "--retry-schedule",
+        "200ms,500ms,1s,2s",
+        "--delivery-timeout",
+        "2s",
+    ];
+    let (mut sa, _sb) = tokio::join!(a.start(&flags), b.start(&flags));
+    a.filter(0).await;
+    let sub = json!({"target_url": rx.url, "event": "link_clicked"});
+    assert_eq!(a.call(reqwest::Method::POST, "/rest/v1/webhooks/subscribe", sub).await["message"], "Subscribed.");
+    let links = a.links(20, 5).await;
+    let links_b: Vec<String> = links.iter().map(|l| l.replace(&a.base, &b.base)).collect();
+
+    let until = Instant::now() + Duration::from_secs(6);
+    let (on_a, answered_a) = hammer(&a, &links, 12, until);
+    let (on_b, answered_b) = hammer(&b, &links_b, 12, until);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sa.kill().unwrap(); // SIGKILL, with clicks and batches in flight
+    sa.wait().unwrap();
+    for c in on_a.into_iter().chain(on_b) {
+        c.await.unwrap();
+    }
+    let _sa = a.start(&flags).await;
+
+    let answered: HashSet<String> = answered_a.lock().unwrap().union(&answered_b.lock().unwrap()).cloned().collect();
+    assert!(answered_a.lock().unwrap().len() > 50 && answered_b.lock().unwrap().len() > 50, "both nodes took clicks");
+    let rows = a.db.texts("SELECT user_agent FROM clicks").await;
+    let stored: HashSet<String> = rows.iter().cloned().collect();
+    assert_eq!(rows.len(), stored.len(), "a click was stored twice");
+    let lost: Vec<_> = answered.difference(&stored).collect();
+    assert!(lost.is_empty(), "{} answered clicks were lost, e.g. {:?}", lost.len(), lost.first());
+
+    // Every event reaches the receiver: the batches it got (distinct webhook-ids) add up to them.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let unsettled = a.sql("SELECT count(*) FROM clicks WHERE NOT released").await;
+        let events = a.sql("SELECT count(*) FROM events").await;
+        let mut seen = HashSet::new();
+        let mut delivered = 0;
+        for r in rx.requests() {
+            if seen.insert(r.headers["webhook-id"].to_str().unwrap().to_string()) {
+                delivered += serde_json::from_str::<Value>(&r.body).unwrap().as_array().unwrap().len() as i64;
+            }
+        }
+        if unsettled == 0 && delivered == events {
+            assert_eq!(events, a.sql("SELECT count(*) FROM clicks WHERE verdict = 'human'").await);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{unsettled} clicks unsettled, {delivered} of {events} events delivered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let overlaps = rx.overlaps.lock().unwrap().clone();
+    assert!(overlaps.is_empty(), "batches in flight on two nodes at once: {overlaps:?}");
+}
