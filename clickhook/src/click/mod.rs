@@ -22,7 +22,7 @@ use axum::response::Response;
 
 use crate::api::AppState;
 use crate::metrics::METRICS;
-use crate::store::{now_millis, LinkTarget, NewClick};
+use crate::store::{now_millis, LinkTarget, NewClick, StoreError};
 use token::TokenError;
 
 /// Tracked links by (email, link number). Links never change, so entries never go stale;
@@ -157,22 +157,34 @@ fn client_ip(st: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
     peer.ip()
 }
 
-async fn resolve(st: &AppState, token: &str) -> Option<Arc<CachedLink>> {
+/// The link a token names: `None` for a token that names none, an error when the store cannot say.
+async fn resolve(st: &AppState, token: &str) -> Result<Option<Arc<CachedLink>>, StoreError> {
     let link = match st.link_keys.verify(token) {
         Ok(l) => l,
         // A key created on another node since we last looked: re-read keys, at most once a second.
         Err(TokenError::UnknownKey(_)) if st.link_keys.refresh_if_stale(Duration::from_secs(1)).await => {
-            st.link_keys.verify(token).ok()?
+            match st.link_keys.verify(token) {
+                Ok(l) => l,
+                Err(_) => return Ok(None),
+            }
         }
-        Err(_) => return None,
+        Err(_) => return Ok(None),
     };
     let key = (link.email_id, link.link_no);
     if let Some(t) = st.links.get(key) {
-        return Some(t);
+        return Ok(Some(t));
     }
-    let target = Arc::new(CachedLink::new(st.store.link_target(link.email_id, link.link_no).await.ok()??));
+    let Some(target) = st.store.link_target(link.email_id, link.link_no).await? else { return Ok(None) };
+    let target = Arc::new(CachedLink::new(target));
     st.links.insert(key, target.clone());
-    Some(target)
+    Ok(Some(target))
+}
+
+/// The store cannot take the click now: the client may try again, and nothing was redirected.
+fn unavailable() -> Response {
+    let mut res = html(StatusCode::SERVICE_UNAVAILABLE, "<!doctype html><p>Please try again in a moment.</p>\n");
+    res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    res
 }
 
 /// `GET|HEAD /c/{token}`.
@@ -186,8 +198,14 @@ pub async fn follow(
     let started = Instant::now();
     // The raw path, not a decoded one: a percent-encoded token is not the token.
     let token = uri.path().strip_prefix("/c/").unwrap_or_default();
-    let Some(link) = resolve(&st, token).await else {
-        return not_found();
+    let link = match resolve(&st, token).await {
+        Ok(Some(link)) => link,
+        Ok(None) => return not_found(),
+        Err(e) => {
+            tracing::warn!("link not looked up: {e}");
+            METRICS.click_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return unavailable();
+        }
     };
     let target = &link.target;
     if !target.honeypot && link.location.is_none() {
@@ -209,9 +227,7 @@ pub async fn follow(
         // Never redirect a click that was not stored.
         tracing::warn!("click not stored: {e}");
         METRICS.click_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut res = html(StatusCode::SERVICE_UNAVAILABLE, "<!doctype html><p>Please try again in a moment.</p>\n");
-        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return res;
+        return unavailable();
     }
     METRICS.clicks_recorded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let res = match &link.location {

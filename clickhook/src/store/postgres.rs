@@ -172,7 +172,11 @@ impl PgStore {
                 anyhow::bail!("schema names are letters, digits and _");
             }
         }
-        let config: tokio_postgres::Config = url.parse()?;
+        let mut config: tokio_postgres::Config = url.parse()?;
+        // A database that does not answer fails requests within seconds rather than holding them.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(5));
+        }
         let pool = Arc::new(Pool {
             config,
             schema: schema.clone(),

@@ -22,7 +22,11 @@ pub struct Node {
 impl Node {
     pub fn new() -> Node {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db(fresh_db(dir.path()));
+        Node::with_account(Db(fresh_db(dir.path())), dir)
+    }
+
+    /// A node on `db` that holds one account (created through the CLI).
+    pub fn with_account(db: Db, dir: tempfile::TempDir) -> Node {
         let out = Command::new(env!("CARGO_BIN_EXE_clickhook"))
             .arg("--db")
             .arg(&db.0)

@@ -117,7 +117,7 @@ impl Db {
     }
 
     async fn pg(&self) -> tokio_postgres::Client {
-        let (url, schema) = self.0.split_once("?schema=").unwrap();
+        let (url, schema) = self.0.split_once("?schema=").unwrap_or((&self.0, "public"));
         let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(conn);
         client.batch_execute(&format!("SET search_path TO {schema}")).await.unwrap();

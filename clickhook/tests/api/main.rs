@@ -14,6 +14,7 @@ mod delivery;
 mod golden;
 mod nodes;
 mod openapi;
+mod outage;
 mod prospects;
 mod tenancy;
 mod webhooks;
