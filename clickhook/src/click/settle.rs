@@ -13,7 +13,7 @@
 //! Every write is guarded (`verdict IS NULL`, `released = 0`), so settlers on several nodes
 //! may race without judging or releasing a click twice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +38,10 @@ const COMMIT_SKEW_MS: Millis = 250;
 pub async fn run(store: DynStore, lists: Arc<ScannerLists>, mut shutdown: watch::Receiver<bool>) {
     let mut batch = MIN_BATCH;
     loop {
+        tokio::select! {
+            _ = store.yield_to_clicks() => {}
+            _ = shutdown.changed() => return,
+        }
         let started = std::time::Instant::now();
         let busy = match settle_once(&store, &lists, now_millis(), batch).await {
             Ok(n) => n,
@@ -94,6 +98,11 @@ async fn judge(store: &DynStore, lists: &ScannerLists, pending: &[PendingClick])
     }
 
     let mut judged: Vec<Judgement> = Vec::with_capacity(pending.len());
+    // Where each click of this round sits in `judged`, and what was already pinned on whom:
+    // in a burst every click implicates all its neighbours, so without these a round costs
+    // the cube of a busy email's clicks.
+    let mut position: HashMap<i64, usize> = HashMap::with_capacity(pending.len());
+    let mut pinned: HashSet<(i64, &'static str)> = HashSet::new();
     let mut overruled: Vec<Overrule> = Vec::new();
     for c in pending {
         let (verdict, reasons) = if c.account_id == 0 {
@@ -104,30 +113,35 @@ async fn judge(store: &DynStore, lists: &ScannerLists, pending: &[PendingClick])
             classify(c, others, lists)
         };
         let window = i64::from(c.filter.burst_seconds) * 1000;
-        let mut implicated: Vec<(i64, &'static str)> = Vec::new();
-        for n in near.get(&c.email_id).into_iter().flatten().filter(|n| (n.at - c.at).abs() <= window) {
-            if reasons.iter().any(|r| r == "burst_of_links") && n.link_no != c.link_no && !n.honeypot {
-                implicated.push((n.click_id, "burst_of_links"));
-            }
-            if c.honeypot && !n.honeypot {
-                implicated.push((n.click_id, "honeypot_hit_nearby"));
-            }
-        }
-        for (click_id, reason) in implicated {
-            // Judged in this round: change it here; judged before: overrule it in the store.
-            match judged.iter_mut().find(|j| j.click.click_id == click_id) {
-                Some(j) => {
-                    if j.verdict == HUMAN {
-                        j.reasons.clear();
+        let burst = reasons.iter().any(|r| r == "burst_of_links");
+        if burst || c.honeypot {
+            for n in near.get(&c.email_id).into_iter().flatten().filter(|n| (n.at - c.at).abs() <= window) {
+                let reasons = [
+                    (burst && n.link_no != c.link_no && !n.honeypot).then_some("burst_of_links"),
+                    (c.honeypot && !n.honeypot).then_some("honeypot_hit_nearby"),
+                ];
+                for reason in reasons.into_iter().flatten() {
+                    if !pinned.insert((n.click_id, reason)) {
+                        continue;
                     }
-                    j.verdict = super::classify::BOT;
-                    if !j.reasons.iter().any(|r| r == reason) {
-                        j.reasons.push(reason.to_string());
+                    // Judged in this round: change it here; judged before: overrule it in the store.
+                    match position.get(&n.click_id) {
+                        Some(&i) => {
+                            let j = &mut judged[i];
+                            if j.verdict == HUMAN {
+                                j.reasons.clear();
+                            }
+                            j.verdict = super::classify::BOT;
+                            if !j.reasons.iter().any(|r| r == reason) {
+                                j.reasons.push(reason.to_string());
+                            }
+                        }
+                        None => overruled.push(Overrule { click_id: n.click_id, reason: reason.to_string() }),
                     }
                 }
-                None => overruled.push(Overrule { click_id, reason: reason.to_string() }),
             }
         }
+        position.insert(c.id, judged.len());
         judged.push(Judgement { click: as_nearby(c), verdict, reasons });
         near.entry(c.email_id).or_default().push(as_nearby(c));
     }
