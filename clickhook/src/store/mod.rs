@@ -563,6 +563,12 @@ pub trait Store: Send + Sync + 'static {
         true
     }
 
+    /// Called by background work before each round: returns once clicks leave the database
+    /// room, or after at most a couple of seconds, so a saturated click path is not slowed down
+    /// by settling (which catches up afterwards). A store whose writer already puts clicks
+    /// first (SQLite's) returns at once.
+    async fn yield_to_clicks(&self) {}
+
     // Accounts and keys.
     async fn create_account(&self, new: NewAccount) -> StoreResult<Account>;
     async fn list_accounts(&self) -> StoreResult<Vec<Account>>;
