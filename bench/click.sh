@@ -8,6 +8,10 @@
 #
 #   bench/click.sh                     # defaults: 10000 links, 64 connections, 30 s each
 #   DURATION=10s bench/click.sh
+#   STORE=postgres bench/click.sh      # on PostgreSQL ($PG_URL, a schema of its own, dropped after)
+#   STORE=postgres NODES=2 bench/click.sh   # two nodes on one database, one wrk per node
+#
+# PostgreSQL itself is not pinned: it runs wherever the scheduler puts it, on either core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-30s}
@@ -17,31 +21,68 @@ SERVER_CPU=${SERVER_CPU:-0}
 WRK_CPU=${WRK_CPU:-1}
 PORT=${PORT:-18080}
 DURABILITY=${DURABILITY:-process}
+STORE=${STORE:-sqlite}
+NODES=${NODES:-1}
+PG_URL=${PG_URL:-postgres://root@127.0.0.1:5432/test}
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 cargo build --release --quiet --bin clickhook --example bare302
 BIN=target/release/clickhook
 BARE=target/release/examples/bare302
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+SCHEMA=bench_$$
+if [ "$STORE" = postgres ]; then DB="$PG_URL?schema=$SCHEMA"; else DB="$WORK/bench.db"; fi
+cleanup() {
+  kill $(jobs -p) 2>/dev/null || true
+  [ "$STORE" = postgres ] && psql "$PG_URL" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+count() { # sql
+  if [ "$STORE" = postgres ]; then psql "$PG_URL" -Atq -c "SET search_path TO $SCHEMA" -c "$1"
+  else python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])" "$DB" "$1"; fi
+}
 
 wait_up() { for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/c/x" && return; sleep 0.1; done; echo "server did not start" >&2; exit 1; }
 field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
-echo "== clickhook (SQLite, durability=$DURABILITY, group commit), server on cpu $SERVER_CPU, wrk on cpu $WRK_CPU"
-RUST_LOG=warn taskset -c "$SERVER_CPU" "$BIN" --db "$WORK/bench.db" serve --listen "127.0.0.1:$PORT" \
-  --public-url "http://127.0.0.1:$PORT" --durability "$DURABILITY" >"$WORK/serve.log" 2>&1 &
-SERVER=$!
-wait_up
-python3 bench/setup_links.py "$BIN" "$WORK/bench.db" "http://127.0.0.1:$PORT" "$LINKS" >"$WORK/paths.txt"
+echo "== clickhook ($STORE, $NODES node(s), durability=$DURABILITY, group commit), server on cpu $SERVER_CPU, wrk on cpu $WRK_CPU"
+SERVERS=()
+for n in $(seq 0 $((NODES - 1))); do
+  RUST_LOG=warn taskset -c "$SERVER_CPU" "$BIN" --db "$DB" serve --listen "127.0.0.1:$((PORT + n))" \
+    --public-url "http://127.0.0.1:$PORT" --durability "$DURABILITY" >"$WORK/serve$n.log" 2>&1 &
+  SERVERS+=($!)
+  [ "$n" -eq 0 ] && wait_up
+done
+sleep 0.5
+python3 bench/setup_links.py "$BIN" "$DB" "http://127.0.0.1:$PORT" "$LINKS" >"$WORK/paths.txt"
 echo "   $(wc -l <"$WORK/paths.txt") tracked links"
+# One wrk per node, connections split between them; their results are summed.
+drive() { # duration extra-wrk-args...
+  local d=$1; shift
+  local pids=()
+  for n in $(seq 0 $((NODES - 1))); do
+    taskset -c "$WRK_CPU" wrk -t1 -c"$((CONNS / NODES))" -d"$d" "$@" -s bench/clicks.lua "http://127.0.0.1:$((PORT + n))" \
+      -- "$WORK/paths.txt" >"$WORK/wrk$n.out" &
+    pids+=($!)
+  done
+  wait "${pids[@]}"
+  python3 - "$WORK" "$NODES" <<'PY'
+import re, sys
+work, nodes = sys.argv[1], int(sys.argv[2])
+res = [dict(kv.split("=") for kv in next(l for l in open(f"{work}/wrk{n}.out") if l.startswith("RESULT")).split()[1:])
+       for n in range(nodes)]
+out = {"rps": sum(float(r["rps"]) for r in res), "n302": sum(int(r["n302"]) for r in res),
+       "p50_ms": max(float(r["p50_ms"]) for r in res), "p99_ms": max(float(r["p99_ms"]) for r in res)}
+print("RESULT " + " ".join(f"{k}={v}" for k, v in out.items()))
+PY
+}
 # Warm-up: fill the link cache. Its 302s are counted too, to compare with the stored clicks.
-WARM=$(taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" -d2s -s bench/clicks.lua "http://127.0.0.1:$PORT" -- "$WORK/paths.txt" | grep '^RESULT')
-OUT=$(taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s bench/clicks.lua "http://127.0.0.1:$PORT" -- "$WORK/paths.txt")
-CH=$(grep '^RESULT' <<<"$OUT")
-RSS=$(awk '/VmHWM/ {print $2}' /proc/$SERVER/status)
-kill -TERM $SERVER; wait $SERVER || true
-STORED=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from clicks').fetchone()[0])" "$WORK/bench.db")
+WARM=$(drive 2s)
+CH=$(drive "$DURATION" --latency)
+RSS=$(awk '/VmHWM/ {print $2}' /proc/${SERVERS[0]}/status)
+for s in "${SERVERS[@]}"; do kill -TERM "$s"; wait "$s" || true; done
+STORED=$(count "select count(*) from clicks")
 echo "   $CH"
 
 echo "== bare302, same stack, same cores"

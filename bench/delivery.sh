@@ -7,6 +7,7 @@
 #  C. backlog memory: the subscriber is down while $BACKLOG clicks pour in; peak RSS of clickhook.
 #
 # Server on cpu $SERVER_CPU; wrk and the sink on cpu $LOAD_CPU.
+# STORE=postgres runs it on PostgreSQL ($PG_URL; a schema per part, dropped after).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLICKS_FOR=${CLICKS_FOR:-10s}
@@ -15,16 +16,31 @@ SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 PORT=${PORT:-18180}
 SINK=${SINK:-19100}
+STORE=${STORE:-sqlite}
+PG_URL=${PG_URL:-postgres://root@127.0.0.1:5432/test}
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 cargo build --release --quiet --bin clickhook --example sink
 BIN=target/release/clickhook
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+cleanup() {
+  kill $(jobs -p) 2>/dev/null || true
+  if [ "$STORE" = postgres ]; then
+    for part in a b c; do psql "$PG_URL" -qc "DROP SCHEMA IF EXISTS bench_$$_$part CASCADE" >/dev/null 2>&1; done
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+db() { # part -> the --db of that part
+  if [ "$STORE" = postgres ]; then echo "$PG_URL?schema=bench_$$_$1"; else echo "$WORK/$1.db"; fi
+}
 BASE="http://127.0.0.1:$PORT"
 wait_up() { for _ in $(seq 1 100); do curl -s -o /dev/null "$1" && return; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
 stat() { curl -s "http://127.0.0.1:$SINK/stats" | python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
-sql() { python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])" "$1" "$2"; }
+sql() { # db query
+  if [ "$STORE" = postgres ]; then psql "${1%%\?*}" -Atq -c "SET search_path TO ${1##*schema=}" -c "$2"
+  else python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])" "$1" "$2"; fi
+}
 serve() { # db
   RUST_LOG=warn taskset -c "$SERVER_CPU" "$BIN" --db "$1" serve --listen "127.0.0.1:$PORT" --public-url "$BASE" \
     --allow-private-targets >"$WORK/serve.log" 2>&1 &
@@ -35,17 +51,17 @@ serve() { # db
 taskset -c "$LOAD_CPU" target/release/examples/sink "127.0.0.1:$SINK" >/dev/null &
 wait_up "http://127.0.0.1:$SINK/stats"
 
-echo "== A. throughput"
-serve "$WORK/a.db"
-python3 bench/setup_links.py "$BIN" "$WORK/a.db" "$BASE" 10000 "http://127.0.0.1:$SINK/hook" >"$WORK/paths.txt"
+echo "== A. throughput ($STORE)"
+serve "$(db a)"
+python3 bench/setup_links.py "$BIN" "$(db a)" "$BASE" 10000 "http://127.0.0.1:$SINK/hook" >"$WORK/paths.txt"
 START=$(date +%s.%N)
 OUT=$(taskset -c "$LOAD_CPU" wrk -t1 -c64 -d"$CLICKS_FOR" -s bench/clicks.lua "$BASE" -- "$WORK/paths.txt" | grep '^RESULT')
 CLICK_END=$(date +%s.%N)
 echo "   $OUT"
-STORED=$(sql "$WORK/a.db" "select count(*) from clicks")
+STORED=$(sql "$(db a)" "select count(*) from clicks")
 for _ in $(seq 1 1200); do
-  HELD=$(sql "$WORK/a.db" "select count(*) from clicks where released = 0")
-  EVENTS=$(sql "$WORK/a.db" "select count(*) from events")
+  HELD=$(sql "$(db a)" "select count(*) from clicks where not released")
+  EVENTS=$(sql "$(db a)" "select count(*) from events")
   [ "$HELD" -eq 0 ] && [ "$(stat events)" -ge "$EVENTS" ] && break
   sleep 0.5
 done
@@ -64,8 +80,8 @@ PY
 kill -TERM $SERVER; wait $SERVER || true
 
 echo "== B. idle latency, click to webhook (batch window 1 s, burst hold off)"
-serve "$WORK/b.db"
-python3 bench/setup_links.py "$BIN" "$WORK/b.db" "$BASE" 100 "http://127.0.0.1:$SINK/hook" >"$WORK/paths-b.txt"
+serve "$(db b)"
+python3 bench/setup_links.py "$BIN" "$(db b)" "$BASE" 100 "http://127.0.0.1:$SINK/hook" >"$WORK/paths-b.txt"
 LAT=()
 for i in $(seq 1 15); do
   BEFORE=$(stat events)
@@ -79,21 +95,21 @@ python3 -c "import sys; v=sorted(map(int, sys.argv[1:])); print(f'   p50 {v[len(
 kill -TERM $SERVER; wait $SERVER || true
 
 echo "== C. backlog: subscriber down while $BACKLOG clicks arrive"
-serve "$WORK/c.db"
-python3 bench/setup_links.py "$BIN" "$WORK/c.db" "$BASE" 10000 "http://127.0.0.1:9/down" >"$WORK/paths-c.txt"
+serve "$(db c)"
+python3 bench/setup_links.py "$BIN" "$(db c)" "$BASE" 10000 "http://127.0.0.1:9/down" >"$WORK/paths-c.txt"
 N=0
 while [ "$N" -lt "$BACKLOG" ]; do
   taskset -c "$LOAD_CPU" wrk -t1 -c64 -d5s -s bench/clicks.lua "$BASE" -- "$WORK/paths-c.txt" >/dev/null
-  N=$(sql "$WORK/c.db" "select count(*) from clicks")
+  N=$(sql "$(db c)" "select count(*) from clicks")
   echo "   $N clicks, RSS $(awk '/VmRSS/ {print $2/1024 " MB"}' /proc/$SERVER/status)"
 done
 for _ in $(seq 1 600); do
-  P=$(sql "$WORK/c.db" "select count(*) from clicks where released = 0")
+  P=$(sql "$(db c)" "select count(*) from clicks where not released")
   [ "$P" -eq 0 ] && break
   sleep 1
 done
 sleep 3
-EV=$(sql "$WORK/c.db" "select count(*) from events")
-DL=$(sql "$WORK/c.db" "select count(*) from deliveries")
+EV=$(sql "$(db c)" "select count(*) from events")
+DL=$(sql "$(db c)" "select count(*) from deliveries")
 echo "   backlog: $EV events in $DL undelivered batches; peak RSS $(awk '/VmHWM/ {print $2/1024 " MB"}' /proc/$SERVER/status), now $(awk '/VmRSS/ {print $2/1024 " MB"}' /proc/$SERVER/status)"
 kill -TERM $SERVER; wait $SERVER || true
