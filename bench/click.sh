@@ -97,14 +97,14 @@ echo "   $BR"
 
 CH_RPS=$(field rps "$CH"); BR_RPS=$(field rps "$BR"); N302=$(( $(field n302 "$CH") + $(field n302 "$WARM") ))
 python3 - "$CH_RPS" "$BR_RPS" "$(field p50_ms "$CH")" "$(field p99_ms "$CH")" "$(field p50_ms "$BR")" "$(field p99_ms "$BR")" \
-  "$N302" "$STORED" "$RSS" "$CONNS" <<'PY'
+  "$N302" "$STORED" "$RSS" "$CONNS" "$STORE" <<'PY'
 import sys
-ch, br, cp50, cp99, bp50, bp99, n302, stored, rss, conns = sys.argv[1:]
+ch, br, cp50, cp99, bp50, bp99, n302, stored, rss, conns, store = sys.argv[1:]
 ch, br, n302, stored, rss, conns = float(ch), float(br), int(n302), int(stored), int(rss), int(conns)
 print()
 print(f"clickhook  {ch:>9.0f} req/s   p50 {cp50} ms   p99 {cp99} ms")
 print(f"bare302    {br:>9.0f} req/s   p50 {bp50} ms   p99 {bp99} ms")
-print(f"ratio      {ch / br:>9.1%}   (target >= 75%)")
+print(f"ratio      {ch / br:>9.1%}   (target >= {'50' if store == 'postgres' else '75'}%)")
 print(f"peak RSS   {rss / 1024:>9.1f} MB  (target <= 150 MB)")
 print(f"clicks       {stored} stored, {n302} answered with 302 (warm-up + run)")
 # When wrk stops it drops up to one request per connection whose click was already being committed:

@@ -5,6 +5,7 @@
 #     Prints the click rate, the delivered events/s (first POST to last), and the drain time.
 #  B. idle latency: single clicks, one at a time; time from click to webhook received (p50, max).
 #  C. backlog memory: the subscriber is down while $BACKLOG clicks pour in; peak RSS of clickhook.
+#  PARTS=AB (say) runs only those parts.
 #
 # Server on cpu $SERVER_CPU; wrk and the sink on cpu $LOAD_CPU.
 # STORE=postgres runs it on PostgreSQL ($PG_URL; a schema per part, dropped after).
@@ -17,6 +18,7 @@ LOAD_CPU=${LOAD_CPU:-1}
 PORT=${PORT:-18180}
 SINK=${SINK:-19100}
 STORE=${STORE:-sqlite}
+PARTS=${PARTS:-ABC}
 PG_URL=${PG_URL:-postgres://root@127.0.0.1:5432/test}
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
@@ -51,6 +53,7 @@ serve() { # db
 taskset -c "$LOAD_CPU" target/release/examples/sink "127.0.0.1:$SINK" >/dev/null &
 wait_up "http://127.0.0.1:$SINK/stats"
 
+if [[ $PARTS == *A* ]]; then
 echo "== A. throughput ($STORE)"
 serve "$(db a)"
 python3 bench/setup_links.py "$BIN" "$(db a)" "$BASE" 10000 "http://127.0.0.1:$SINK/hook" >"$WORK/paths.txt"
@@ -79,6 +82,9 @@ print(f"   delivered {events / span:.0f} events/s (first POST to last: {span:.1f
 PY
 kill -TERM $SERVER; wait $SERVER || true
 
+fi
+
+if [[ $PARTS == *B* ]]; then
 echo "== B. idle latency, click to webhook (batch window 1 s, burst hold off)"
 serve "$(db b)"
 python3 bench/setup_links.py "$BIN" "$(db b)" "$BASE" 100 "http://127.0.0.1:$SINK/hook" >"$WORK/paths-b.txt"
@@ -94,6 +100,9 @@ done
 python3 -c "import sys; v=sorted(map(int, sys.argv[1:])); print(f'   p50 {v[len(v)//2]} ms, max {v[-1]} ms over {len(v)} clicks')" "${LAT[@]}"
 kill -TERM $SERVER; wait $SERVER || true
 
+fi
+
+if [[ $PARTS == *C* ]]; then
 echo "== C. backlog: subscriber down while $BACKLOG clicks arrive"
 serve "$(db c)"
 python3 bench/setup_links.py "$BIN" "$(db c)" "$BASE" 10000 "http://127.0.0.1:9/down" >"$WORK/paths-c.txt"
@@ -113,3 +122,4 @@ EV=$(sql "$(db c)" "select count(*) from events")
 DL=$(sql "$(db c)" "select count(*) from deliveries")
 echo "   backlog: $EV events in $DL undelivered batches; peak RSS $(awk '/VmHWM/ {print $2/1024 " MB"}' /proc/$SERVER/status), now $(awk '/VmRSS/ {print $2/1024 " MB"}' /proc/$SERVER/status)"
 kill -TERM $SERVER; wait $SERVER || true
+fi

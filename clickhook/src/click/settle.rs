@@ -56,7 +56,15 @@ pub async fn run(store: DynStore, lists: Arc<ScannerLists>, mut shutdown: watch:
         // A round that took long waited for the writer, which puts clicks first: the click path
         // is saturated, so back off for as long again and leave it the CPU.
         let took = started.elapsed();
-        batch = if took < Duration::from_millis(300) { (batch * 2).min(MAX_BATCH) } else { (batch / 2).max(MIN_BATCH) };
+        batch = if !store.background_may_starve() {
+            // Its transactions do not hold up clicks (it yields to them before each round), and
+            // a round's cost is mostly fixed: the bigger the better.
+            MAX_BATCH
+        } else if took < Duration::from_millis(300) {
+            (batch * 2).min(MAX_BATCH)
+        } else {
+            (batch / 2).max(MIN_BATCH)
+        };
         let pause = if busy < MIN_BATCH as usize { Duration::from_millis(100) } else { Duration::ZERO };
         let pause = pause.max(took.saturating_sub(Duration::from_millis(500)).min(Duration::from_secs(2)));
         if !pause.is_zero() {
@@ -70,11 +78,24 @@ pub async fn run(store: DynStore, lists: Arc<ScannerLists>, mut shutdown: watch:
 
 /// One round of both phases; returns how many clicks it moved on.
 pub async fn settle_once(store: &DynStore, lists: &ScannerLists, now: Millis, batch: i64) -> StoreResult<usize> {
+    let t0 = std::time::Instant::now();
     let pending = store.pending_clicks(batch).await?;
+    let t1 = std::time::Instant::now();
     let judged = judge(store, lists, &pending).await?;
+    let t2 = std::time::Instant::now();
     // Nothing older than the oldest unjudged click can still be overruled by it.
     let frontier = pending.iter().map(|c| c.at).min().unwrap_or(now).min(now) - COMMIT_SKEW_MS;
     let released = release(store, frontier, batch).await?;
+    if judged + released > 0 {
+        tracing::debug!(
+            judged,
+            released,
+            read_ms = (t1 - t0).as_millis() as u64,
+            judge_ms = (t2 - t1).as_millis() as u64,
+            release_ms = t2.elapsed().as_millis() as u64,
+            "settled a round"
+        );
+    }
     Ok(judged.max(released))
 }
 

@@ -123,9 +123,12 @@ impl Pool {
             .await
             .map_err(|e| StoreError::Unavailable(format!("connecting: {e}")))?
             .map_err(pg)?;
+        // Notices ("already exists, skipping") are not news worth logging.
+        let mut setup = String::from("SET client_min_messages TO warning;");
         if let Some(schema) = &self.schema {
-            client.batch_execute(&format!("SET search_path TO \"{schema}\"")).await.map_err(pg)?;
+            setup.push_str(&format!("SET search_path TO \"{schema}\";"));
         }
+        client.batch_execute(&setup).await.map_err(pg)?;
         Ok(client)
     }
 
@@ -1462,9 +1465,11 @@ impl Store for PgStore {
 
     async fn event_contexts(&self, email_ids: Vec<i64>) -> StoreResult<HashMap<i64, EventContext>> {
         let c = self.pool.get().await?;
+        // All at once: the queries are pipelined on the one connection, not a round trip each.
+        let contexts = futures::future::join_all(email_ids.iter().map(|&id| event_context(&*c, id))).await;
         let mut out = HashMap::new();
-        for id in email_ids {
-            if let Some(ctx) = event_context(&*c, id).await? {
+        for (id, ctx) in email_ids.into_iter().zip(contexts) {
+            if let Some(ctx) = ctx? {
                 out.insert(id, ctx);
             }
         }
