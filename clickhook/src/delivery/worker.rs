@@ -197,7 +197,8 @@ pub async fn run(store: DynStore, settings: Arc<Settings>, mut shutdown: watch::
         let claimed = if room == 0 {
             Vec::new()
         } else {
-            store.claim_deliveries(now, lease, room as i64).await.unwrap_or_default()
+            let cap = settings.endpoint_concurrency as i64;
+            store.claim_deliveries(now, lease, room as i64, cap).await.unwrap_or_default()
         };
         let mut unclaimed = Vec::new();
         for c in claimed {

@@ -636,8 +636,16 @@ pub trait Store: Send + Sync + 'static {
     /// Turns each active subscription's new events into batches: up to `max_events`, cut once
     /// the oldest has waited `window_ms` (or the batch is full). Returns how many were made.
     async fn cut_batches(&self, now: Millis, window_ms: i64, max_events: i64) -> StoreResult<usize>;
-    /// Leases up to `limit` due deliveries of active subscriptions until `now + lease_ms`.
-    async fn claim_deliveries(&self, now: Millis, lease_ms: i64, limit: i64) -> StoreResult<Vec<Claimed>>;
+    /// Leases up to `limit` due deliveries of active subscriptions until `now + lease_ms`, at
+    /// most `per_subscription` of each (the oldest due first), so that one endpoint's backlog
+    /// never fills a round and no claimed batch waits unsent for its endpoint's cap.
+    async fn claim_deliveries(
+        &self,
+        now: Millis,
+        lease_ms: i64,
+        limit: i64,
+        per_subscription: i64,
+    ) -> StoreResult<Vec<Claimed>>;
     /// Logs an attempt and applies its outcome; ends the lease.
     async fn finish_attempt(&self, attempt: Attempt) -> StoreResult<()>;
     /// Gives back leases taken but not used.

@@ -1643,19 +1643,29 @@ impl Store for PgStore {
         Ok(made)
     }
 
-    async fn claim_deliveries(&self, now: Millis, lease_ms: i64, limit: i64) -> StoreResult<Vec<Claimed>> {
+    async fn claim_deliveries(
+        &self,
+        now: Millis,
+        lease_ms: i64,
+        limit: i64,
+        per_subscription: i64,
+    ) -> StoreResult<Vec<Claimed>> {
         let c = self.pool.get().await?;
         let until = now + lease_ms;
+        // Per subscription, its oldest due batches not leased nor locked by another node.
         let rows = c
             .query(
-                "UPDATE deliveries d SET lease_until = $2 FROM subscriptions s \
-                 WHERE s.id = d.subscription_id AND d.id IN ( \
-                   SELECT d2.id FROM deliveries d2 JOIN subscriptions s2 ON s2.id = d2.subscription_id \
-                   WHERE d2.state = 'pending' AND d2.next_attempt_at <= $1 AND (d2.lease_until IS NULL OR d2.lease_until < $1) \
-                   AND s2.status = 'active' ORDER BY d2.next_attempt_at, d2.id LIMIT $3 FOR UPDATE OF d2 SKIP LOCKED) \
+                "WITH picked AS ( \
+                   SELECT d2.id FROM subscriptions s2 CROSS JOIN LATERAL ( \
+                     SELECT d.id, d.next_attempt_at FROM deliveries d WHERE d.subscription_id = s2.id \
+                     AND d.state = 'pending' AND d.next_attempt_at <= $1 AND (d.lease_until IS NULL OR d.lease_until < $1) \
+                     ORDER BY d.next_attempt_at, d.id LIMIT $4 FOR UPDATE SKIP LOCKED) d2 \
+                   WHERE s2.status = 'active' ORDER BY d2.next_attempt_at, d2.id LIMIT $3) \
+                 UPDATE deliveries d SET lease_until = $2 FROM subscriptions s, picked \
+                 WHERE s.id = d.subscription_id AND d.id = picked.id \
                  RETURNING d.id, d.msg_id, d.subscription_id, s.target_url, s.secret, d.body, d.tries, d.account_id, \
                            d.first_event_id, d.last_event_id",
-                &[&now, &until, &limit],
+                &[&now, &until, &limit, &per_subscription],
             )
             .await
             .map_err(pg)?;
@@ -1700,8 +1710,11 @@ impl Store for PgStore {
                 )
                 .await
                 .map_err(pg)?;
+                // The subscription row is shared by every batch in flight to it and by whoever cuts
+                // its batches: touch it at most once a second while all goes well.
                 tx.execute(
-                    "UPDATE subscriptions SET last_success_at = $2, failing_since = NULL WHERE id = $1",
+                    "UPDATE subscriptions SET last_success_at = $2, failing_since = NULL WHERE id = $1 \
+                     AND (last_success_at IS NULL OR last_success_at < $2::bigint - 1000 OR failing_since IS NOT NULL)",
                     &[&a.subscription_id, &a.at],
                 )
                 .await

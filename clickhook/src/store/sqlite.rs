@@ -1587,19 +1587,28 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn claim_deliveries(&self, now: Millis, lease_ms: i64, limit: i64) -> StoreResult<Vec<Claimed>> {
+    async fn claim_deliveries(
+        &self,
+        now: Millis,
+        lease_ms: i64,
+        limit: i64,
+        per_subscription: i64,
+    ) -> StoreResult<Vec<Claimed>> {
         self.write_background(move |conn| {
             let rows: Vec<(Claimed, i64, Option<i64>, Option<i64>)> = {
                 let mut st = conn
                     .prepare_cached(
-                        "SELECT d.id, d.msg_id, d.subscription_id, s.target_url, s.secret, d.body, d.tries, d.account_id, \
-                         d.first_event_id, d.last_event_id FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id \
+                        "SELECT id, msg_id, subscription_id, target_url, secret, body, tries, account_id, first_event_id, \
+                         last_event_id FROM (SELECT d.id, d.msg_id, d.subscription_id, s.target_url, s.secret, d.body, \
+                           d.tries, d.account_id, d.first_event_id, d.last_event_id, d.next_attempt_at, \
+                           ROW_NUMBER() OVER (PARTITION BY d.subscription_id ORDER BY d.next_attempt_at, d.id) AS rn \
+                         FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id \
                          WHERE d.state = 'pending' AND d.next_attempt_at <= ?1 AND (d.lease_until IS NULL OR d.lease_until < ?1) \
-                         AND s.status = 'active' ORDER BY d.next_attempt_at, d.id LIMIT ?2",
+                         AND s.status = 'active') WHERE rn <= ?3 ORDER BY next_attempt_at, id LIMIT ?2",
                     )
                     .map_err(db_err)?;
                 let rows = st
-                    .query_map(params![now, limit], |r| {
+                    .query_map(params![now, limit, per_subscription], |r| {
                         Ok((
                             Claimed {
                                 id: r.get(0)?,
