@@ -675,6 +675,30 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
 }
 
+/// Where a sent email belongs: its step must exist in the campaign; its mailbox, when given,
+/// must be one of the campaign's (any case), else it is the enrollment's, else the campaign's first.
+pub(crate) fn email_step_and_mailbox<'c>(
+    campaign: &'c Campaign,
+    enrollment: &Enrollment,
+    step: i64,
+    mailbox: Option<String>,
+) -> StoreResult<(&'c Step, String)> {
+    let found = usize::try_from(step - 1).ok().and_then(|i| campaign.steps.get(i)).ok_or_else(|| {
+        StoreError::Invalid(format!(
+            "step {} does not exist; campaign {} has {} steps",
+            step,
+            campaign.id,
+            campaign.steps.len()
+        ))
+    })?;
+    let mailbox = match mailbox {
+        Some(m) if campaign.mailboxes.iter().any(|x| x.eq_ignore_ascii_case(&m)) => m,
+        Some(m) => return Err(StoreError::Invalid(format!("mailbox {m:?} is not one of campaign {}'s", campaign.id))),
+        None => enrollment.mailbox.clone().or_else(|| campaign.mailboxes.first().cloned()).unwrap_or_default(),
+    };
+    Ok((found, mailbox))
+}
+
 /// Applies given fields over `p` (all of them when creating).
 pub(crate) fn apply_fields(p: &mut Prospect, input: &ProspectInput) {
     let f = &input.fields;

@@ -1195,21 +1195,7 @@ impl Store for PgStore {
                 });
             }
         }
-        let step = usize::try_from(email.step - 1).ok().and_then(|i| campaign.steps.get(i)).ok_or_else(|| {
-            StoreError::Invalid(format!(
-                "step {} does not exist; campaign {} has {} steps",
-                email.step,
-                campaign.id,
-                campaign.steps.len()
-            ))
-        })?;
-        let mailbox = match email.mailbox {
-            Some(m) if campaign.mailboxes.iter().any(|x| x.eq_ignore_ascii_case(&m)) => m,
-            Some(m) => {
-                return Err(StoreError::Invalid(format!("mailbox {m:?} is not one of campaign {}'s", campaign.id)))
-            }
-            None => enrollment.mailbox.clone().or_else(|| campaign.mailboxes.first().cloned()).unwrap_or_default(),
-        };
+        let (step, mailbox) = super::email_step_and_mailbox(&campaign, &enrollment, email.step, email.mailbox)?;
         let email_no = enrollment.emails_sent + 1;
         let id: i64 = tx
             .query_one(
