@@ -35,21 +35,7 @@ pub fn prospect_json(p: &Prospect, tz: &str) -> Value {
     let mut m = Map::new();
     m.insert("id".into(), json!(p.id));
     m.insert("email".into(), json!(p.email));
-    let text = [
-        &p.first_name,
-        &p.last_name,
-        &p.company,
-        &p.website,
-        &p.linkedin_url,
-        &p.tags,
-        &p.title,
-        &p.phone,
-        &p.address,
-        &p.city,
-        &p.country,
-        &p.industry,
-        &p.state,
-    ];
+    let text = p.text_fields();
     for (name, v) in TEXT_FIELDS.iter().zip(text) {
         m.insert((*name).into(), json!(v));
     }

@@ -128,6 +128,27 @@ pub struct Prospect {
     pub updated_at: Millis,
 }
 
+impl Prospect {
+    /// The text fields, in the order of `domain::TEXT_FIELDS`.
+    pub fn text_fields(&self) -> [&String; 13] {
+        [
+            &self.first_name,
+            &self.last_name,
+            &self.company,
+            &self.website,
+            &self.linkedin_url,
+            &self.tags,
+            &self.title,
+            &self.phone,
+            &self.address,
+            &self.city,
+            &self.country,
+            &self.industry,
+            &self.state,
+        ]
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Upserted {
     Created(i64),
@@ -807,4 +828,32 @@ pub async fn open_with(db: &str, durability: Durability) -> anyhow::Result<DynSt
     let opts = sqlite::Options { synchronous, ..sqlite::Options::default() };
     let store = sqlite::SqliteStore::open(std::path::Path::new(db), opts).await?;
     Ok(Arc::new(store))
+}
+
+/// The column a prospects list sorts on (both stores alias the query the same way).
+pub(crate) fn sort_column(k: SortKey) -> &'static str {
+    match k {
+        SortKey::Id => "p.id",
+        SortKey::Email => "p.email_key",
+        SortKey::FirstName => "p.first_name",
+        SortKey::LastName => "p.last_name",
+        SortKey::Company => "p.company",
+        SortKey::Status => "p.status",
+        SortKey::LastContacted => "last_contacted",
+        SortKey::Updated => "p.updated_at",
+    }
+}
+
+/// `%`, `_` and `\` are literal in a search term.
+pub(crate) fn like_pattern(term: &str) -> String {
+    let mut out = String::with_capacity(term.len() + 2);
+    out.push('%');
+    for c in term.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
 }

@@ -453,28 +453,13 @@ async fn prospect_id_by_email(c: &impl Q, account_id: i64, email: &EmailAddress)
     Ok(r.map(|r| r.get(0)))
 }
 
-/// The columns a prospect's upsert writes, besides id, account and times.
-const PROSPECT_TEXT_COLS: [&str; 19] = [
-    "email",
-    "email_key",
-    "first_name",
-    "last_name",
-    "company",
-    "website",
-    "linkedin_url",
-    "tags",
-    "title",
-    "phone",
-    "address",
-    "city",
-    "country",
-    "industry",
-    "state",
-    "snippets",
-    "status",
-    "interested",
-    "imported",
-];
+/// The columns a prospect's upsert writes, besides id, account and times, in `ProspectColumns` order.
+fn prospect_text_cols() -> Vec<&'static str> {
+    let mut cols = vec!["email", "email_key"];
+    cols.extend(crate::domain::TEXT_FIELDS);
+    cols.extend(["snippets", "status", "interested", "imported"]);
+    cols
+}
 
 /// Prospects as one array per column, for `unnest`.
 struct ProspectColumns {
@@ -484,30 +469,12 @@ struct ProspectColumns {
 
 impl ProspectColumns {
     fn of(ps: &[(&String, &Prospect)]) -> StoreResult<Self> {
-        let mut text = vec![Vec::with_capacity(ps.len()); PROSPECT_TEXT_COLS.len()];
+        let mut text = vec![Vec::with_capacity(ps.len()); prospect_text_cols().len()];
         for (key, p) in ps {
             let snippets = serde_json::to_string(&p.snippets).map_err(json_err)?;
-            let row = [
-                &p.email,
-                *key,
-                &p.first_name,
-                &p.last_name,
-                &p.company,
-                &p.website,
-                &p.linkedin_url,
-                &p.tags,
-                &p.title,
-                &p.phone,
-                &p.address,
-                &p.city,
-                &p.country,
-                &p.industry,
-                &p.state,
-                &snippets,
-                &p.status,
-                &p.interested,
-                &p.imported,
-            ];
+            let mut row = vec![&p.email, *key];
+            row.extend(p.text_fields());
+            row.extend([&snippets, &p.status, &p.interested, &p.imported]);
             for (col, v) in text.iter_mut().zip(row) {
                 col.push(v.clone());
             }
@@ -523,8 +490,8 @@ impl ProspectColumns {
 
     /// `unnest(...) AS u(id, <text columns>)` over parameters $1..$20.
     fn unnest() -> String {
-        let arrays: Vec<String> = (2..=PROSPECT_TEXT_COLS.len() + 1).map(|i| format!("${i}::text[]")).collect();
-        format!("unnest($1::bigint[], {}) AS u(id, {})", arrays.join(", "), PROSPECT_TEXT_COLS.join(", "))
+        let arrays: Vec<String> = (2..=prospect_text_cols().len() + 1).map(|i| format!("${i}::text[]")).collect();
+        format!("unnest($1::bigint[], {}) AS u(id, {})", arrays.join(", "), prospect_text_cols().join(", "))
     }
 }
 
@@ -597,31 +564,6 @@ async fn batch_body(c: &impl Q, account_id: i64, first: i64, last: i64) -> Store
         .map_err(pg)?;
     let parts: Vec<&str> = rows.iter().map(|r| r.get::<_, &str>(0)).collect();
     Ok(format!("[{}]", parts.join(",")))
-}
-
-fn sort_column(k: SortKey) -> &'static str {
-    match k {
-        SortKey::Id => "p.id",
-        SortKey::Email => "p.email_key",
-        SortKey::FirstName => "p.first_name",
-        SortKey::LastName => "p.last_name",
-        SortKey::Company => "p.company",
-        SortKey::Status => "p.status",
-        SortKey::LastContacted => "last_contacted",
-        SortKey::Updated => "p.updated_at",
-    }
-}
-
-fn like_pattern(term: &str) -> String {
-    let mut out = String::from("%");
-    for ch in term.chars() {
-        if matches!(ch, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(ch);
-    }
-    out.push('%');
-    out
 }
 
 /// Filters built at run time: SQL text with `$n` placeholders and their values.
@@ -913,7 +855,7 @@ impl Store for PgStore {
             let sql = format!(
                 "INSERT INTO prospects (id, {names}, account_id, created_at, updated_at) \
                  SELECT u.*, ${a}, ${t}, ${t} FROM {unnest}",
-                names = PROSPECT_TEXT_COLS.join(", "),
+                names = prospect_text_cols().join(", "),
                 a = params.len() - 1,
                 t = params.len(),
                 unnest = ProspectColumns::unnest(),
@@ -924,7 +866,7 @@ impl Store for PgStore {
             let cols = ProspectColumns::of(&changed)?;
             let mut params = cols.params();
             params.push(&now);
-            let set: Vec<String> = PROSPECT_TEXT_COLS.iter().map(|c| format!("{c} = u.{c}")).collect();
+            let set: Vec<String> = prospect_text_cols().iter().map(|c| format!("{c} = u.{c}")).collect();
             let sql = format!(
                 "UPDATE prospects p SET {set}, updated_at = ${t} FROM {unnest} WHERE p.id = u.id",
                 set = set.join(", "),

@@ -586,33 +586,6 @@ fn ids_json(ids: &[i64]) -> String {
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
 }
 
-/// `%`, `_` and `\` are literal in a search term.
-fn like_pattern(term: &str) -> String {
-    let mut out = String::with_capacity(term.len() + 2);
-    out.push('%');
-    for c in term.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
-}
-
-fn sort_column(k: SortKey) -> &'static str {
-    match k {
-        SortKey::Id => "p.id",
-        SortKey::Email => "p.email_key",
-        SortKey::FirstName => "p.first_name",
-        SortKey::LastName => "p.last_name",
-        SortKey::Company => "p.company",
-        SortKey::Status => "p.status",
-        SortKey::LastContacted => "last_contacted",
-        SortKey::Updated => "p.updated_at",
-    }
-}
-
 fn event_context(conn: &Connection, email_id: i64) -> StoreResult<Option<EventContext>> {
     let head = conn
         .prepare_cached(
