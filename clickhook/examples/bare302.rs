@@ -1,5 +1,5 @@
 //! The baseline of the click benchmark: a bare 302 server on the same HTTP stack
-//! (axum on tokio, the same runtime set-up as `clickhook serve`), doing no work per request.
+//! (axum on tokio, the same runtime set-up and allocator as `clickhook serve`), doing no work per request.
 //!
 //! `cargo run --release --example bare302 -- 127.0.0.1:8090`
 
@@ -7,6 +7,10 @@ use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
+
+/// The same allocator as `clickhook`, so that the comparison is of the work per request only.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 async fn redirect() -> Response {
     let mut res = Response::new(Body::empty());

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::api::{self, auth::AuthCache, AppState};
+use crate::api::{self, auth::AuthCache, AppState, Shared};
 use crate::click::token::LinkKeys;
 use crate::click::{settle, LinkCache};
 use crate::config::Settings;
@@ -39,13 +39,13 @@ impl Application {
         if settings.public_url.is_empty() {
             settings.public_url = format!("http://{}", listener.local_addr()?);
         }
-        let state = AppState {
+        let state = AppState::new(Shared {
             store,
             settings: Arc::new(settings),
             link_keys,
             links: Arc::new(LinkCache::new(200_000)),
             auth: Arc::new(AuthCache::default()),
-        };
+        });
         Ok(Application { listener, state })
     }
 
