@@ -140,7 +140,15 @@ mod tests {
     }
 
     fn near(at: i64, link_no: i64) -> NearbyClick {
-        NearbyClick { click_id: 100 + link_no, email_id: 7, link_no, at, honeypot: false }
+        NearbyClick {
+            click_id: 100 + link_no,
+            email_id: 7,
+            link_no,
+            at,
+            honeypot: false,
+            released: false,
+            reasons: String::new(),
+        }
     }
 
     #[test]

@@ -26,23 +26,37 @@ use crate::store::{
     now_millis, DynStore, Judgement, Millis, NearbyClick, Overrule, PendingClick, Release, StoreResult,
 };
 
-/// Clicks per round: small while the click path is saturated (a settle transaction holds the
-/// writer that redirects wait on), larger when rounds are quick, for throughput.
-const MIN_BATCH: i64 = 250;
+/// Clicks per round. Where settling shares the one writer with clicks (SQLite), each of its
+/// transactions delays the clicks queued behind it: while clicks flow, rounds stay small enough
+/// that a transaction takes about a millisecond (measured: 4000 clicks held the writer for
+/// 20-40 ms, which was the click path's p99); between bursts they may take ~10 ms.
+const BUSY_BATCH: i64 = 64;
+const IDLE_BATCH: i64 = 1000;
+/// Where settling has a connection of its own (PostgreSQL), a round's cost is mostly fixed:
+/// the bigger the better.
 const MAX_BATCH: i64 = 4000;
+
+fn batch_size(store: &DynStore) -> i64 {
+    if !store.background_may_starve() {
+        MAX_BATCH
+    } else if store.clicks_flowing() {
+        BUSY_BATCH
+    } else {
+        IDLE_BATCH
+    }
+}
 
 /// Clicks are stamped before they are committed; one stamped a little earlier may commit a
 /// little later. Releases wait this much longer than the window so such a click is judged first.
 const COMMIT_SKEW_MS: Millis = 250;
 
 pub async fn run(store: DynStore, lists: Arc<ScannerLists>, mut shutdown: watch::Receiver<bool>) {
-    let mut batch = MIN_BATCH;
     loop {
         tokio::select! {
             _ = store.yield_to_clicks() => {}
             _ = shutdown.changed() => return,
         }
-        let started = std::time::Instant::now();
+        let batch = batch_size(&store);
         let busy = match settle_once(&store, &lists, now_millis(), batch).await {
             Ok(n) => n,
             Err(e) => {
@@ -53,23 +67,10 @@ pub async fn run(store: DynStore, lists: Arc<ScannerLists>, mut shutdown: watch:
         if *shutdown.borrow() {
             return;
         }
-        // A round that took long waited for the writer, which puts clicks first: the click path
-        // is saturated, so back off for as long again and leave it the CPU.
-        let took = started.elapsed();
-        batch = if !store.background_may_starve() {
-            // Its transactions do not hold up clicks (it yields to them before each round), and
-            // a round's cost is mostly fixed: the bigger the better.
-            MAX_BATCH
-        } else if took < Duration::from_millis(300) {
-            (batch * 2).min(MAX_BATCH)
-        } else {
-            (batch / 2).max(MIN_BATCH)
-        };
-        let pause = if busy < MIN_BATCH as usize { Duration::from_millis(100) } else { Duration::ZERO };
-        let pause = pause.max(took.saturating_sub(Duration::from_millis(500)).min(Duration::from_secs(2)));
-        if !pause.is_zero() {
+        // Caught up: look again a little later rather than spin on an empty outbox.
+        if busy < batch as usize {
             tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                 _ = shutdown.changed() => return,
             }
         }
@@ -100,7 +101,15 @@ pub async fn settle_once(store: &DynStore, lists: &ScannerLists, now: Millis, ba
 }
 
 fn as_nearby(c: &PendingClick) -> NearbyClick {
-    NearbyClick { click_id: c.id, email_id: c.email_id, link_no: c.link_no, at: c.at, honeypot: c.honeypot }
+    NearbyClick {
+        click_id: c.id,
+        email_id: c.email_id,
+        link_no: c.link_no,
+        at: c.at,
+        honeypot: c.honeypot,
+        released: false,
+        reasons: String::new(),
+    }
 }
 
 async fn judge(store: &DynStore, lists: &ScannerLists, pending: &[PendingClick]) -> StoreResult<usize> {
@@ -145,7 +154,7 @@ async fn judge(store: &DynStore, lists: &ScannerLists, pending: &[PendingClick])
                     if !pinned.insert((n.click_id, reason)) {
                         continue;
                     }
-                    // Judged in this round: change it here; judged before: overrule it in the store.
+                    // Judged in this round: change it here.
                     match position.get(&n.click_id) {
                         Some(&i) => {
                             let j = &mut judged[i];
@@ -157,7 +166,12 @@ async fn judge(store: &DynStore, lists: &ScannerLists, pending: &[PendingClick])
                                 j.reasons.push(reason.to_string());
                             }
                         }
-                        None => overruled.push(Overrule { click_id: n.click_id, reason: reason.to_string() }),
+                        // Judged before: overrule it in the store, unless it is final or already
+                        // carries the reason (in a busy email every round would repeat it).
+                        None if n.may_overrule(reason) => {
+                            overruled.push(Overrule { click_id: n.click_id, reason: reason.to_string() })
+                        }
+                        None => {}
                     }
                 }
             }

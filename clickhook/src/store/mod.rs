@@ -382,13 +382,28 @@ pub struct PendingClick {
 }
 
 /// A judged click on the same email as one being judged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NearbyClick {
     pub click_id: i64,
     pub email_id: i64,
     pub link_no: i64,
     pub at: Millis,
     pub honeypot: bool,
+    /// Released: its verdict is final and can no longer be overruled.
+    pub released: bool,
+    /// Its stored reasons (a JSON array), so that an overrule it already carries is not sent again.
+    pub reasons: String,
+}
+
+impl NearbyClick {
+    /// Whether overruling this click for `reason` would change anything.
+    pub fn may_overrule(&self, reason: &str) -> bool {
+        !self.released
+            && !self
+                .reasons
+                .match_indices(reason)
+                .any(|(i, _)| self.reasons[..i].ends_with('"') && self.reasons[i + reason.len()..].starts_with('"'))
+    }
 }
 
 /// The first judgement of a click, and what it changes in judgements made before it.
@@ -574,6 +589,9 @@ pub struct OutboxDepth {
     pub events_total: i64,
 }
 
+/// Clicks committed within this many milliseconds count as flowing (`Store::clicks_flowing`).
+pub(crate) const CLICKS_FLOWING_MS: i64 = 50;
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
@@ -582,6 +600,12 @@ pub trait Store: Send + Sync + 'static {
     /// transactions hold locks that other nodes wait on: a starved holder would stall them all.
     fn background_may_starve(&self) -> bool {
         true
+    }
+
+    /// Whether clicks were committed in the last fraction of a second: background work then
+    /// keeps its transactions short, where they would hold up the clicks queued behind them.
+    fn clicks_flowing(&self) -> bool {
+        false
     }
 
     /// Called by background work before each round: returns once clicks leave the database
@@ -856,4 +880,23 @@ pub(crate) fn like_pattern(term: &str) -> String {
     }
     out.push('%');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nearby(released: bool, reasons: &str) -> NearbyClick {
+        NearbyClick { click_id: 1, email_id: 1, link_no: 1, at: 0, honeypot: false, released, reasons: reasons.into() }
+    }
+
+    #[test]
+    fn overrules_only_what_it_would_change() {
+        assert!(nearby(false, "").may_overrule("burst_of_links"));
+        assert!(nearby(false, r#"["too_soon_after_send"]"#).may_overrule("burst_of_links"));
+        assert!(!nearby(false, r#"["too_soon_after_send","burst_of_links"]"#).may_overrule("burst_of_links"));
+        // A reason that merely contains the name is another reason.
+        assert!(nearby(false, r#"["burst_of_links_x"]"#).may_overrule("burst_of_links"));
+        assert!(!nearby(true, "").may_overrule("burst_of_links"));
+    }
 }

@@ -157,8 +157,6 @@ pub struct PgStore {
     last_click_commit: Arc<AtomicI64>,
 }
 
-/// Clicks committed this recently mean the click path is busy.
-const CLICKS_FLOWING_MS: i64 = 50;
 /// Background work waits for a quiet moment at most this long, then takes its turn anyway.
 const BACKGROUND_PARK: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -632,6 +630,10 @@ impl Store for PgStore {
 
     fn background_may_starve(&self) -> bool {
         false
+    }
+
+    fn clicks_flowing(&self) -> bool {
+        now_millis() - self.last_click_commit.load(Ordering::Relaxed) < CLICKS_FLOWING_MS
     }
 
     async fn yield_to_clicks(&self) {
@@ -1287,8 +1289,9 @@ impl Store for PgStore {
         let c = self.pool.get().await?;
         let rows = c
             .query(
-                "SELECT click_id, email_id, link_no, at, honeypot FROM email_clicks \
-                 WHERE email_id = ANY($1) AND at BETWEEN $2 AND $3",
+                "SELECT e.click_id, e.email_id, e.link_no, e.at, e.honeypot, c.released, coalesce(c.reasons, '') \
+                 FROM email_clicks e JOIN clicks c ON c.id = e.click_id \
+                 WHERE e.email_id = ANY($1) AND e.at BETWEEN $2 AND $3",
                 &[&email_ids, &from, &to],
             )
             .await
@@ -1301,6 +1304,8 @@ impl Store for PgStore {
                 link_no: r.get(2),
                 at: r.get(3),
                 honeypot: r.get(4),
+                released: r.get(5),
+                reasons: r.get(6),
             })
             .collect())
     }
