@@ -27,22 +27,19 @@ use crate::store::{
 };
 
 /// Clicks per round. Where settling shares the one writer with clicks (SQLite), each of its
-/// transactions delays the clicks queued behind it: while clicks flow, rounds stay small enough
-/// that a transaction takes about a millisecond (measured: 4000 clicks held the writer for
-/// 20-40 ms, which was the click path's p99); between bursts they may take ~10 ms.
-const BUSY_BATCH: i64 = 64;
-const IDLE_BATCH: i64 = 1000;
-/// Where settling has a connection of its own (PostgreSQL), a round's cost is mostly fixed:
-/// the bigger the better.
+/// transactions delays the clicks queued behind it: while clicks flow, rounds stay small
+/// enough that a transaction takes about a millisecond of CPU (measured: rounds of 4000 held
+/// the writer 20-40 ms, the click path's p99; rounds of 64 starved delivery). Otherwise a
+/// round's cost is mostly fixed, so the bigger the better (a click arriving after a lull waits
+/// for at most one such round).
+const BUSY_BATCH: i64 = 256;
 const MAX_BATCH: i64 = 4000;
 
 fn batch_size(store: &DynStore) -> i64 {
-    if !store.background_may_starve() {
-        MAX_BATCH
-    } else if store.clicks_flowing() {
+    if store.background_may_starve() && store.clicks_flowing() {
         BUSY_BATCH
     } else {
-        IDLE_BATCH
+        MAX_BATCH
     }
 }
 
