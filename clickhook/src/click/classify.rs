@@ -147,7 +147,7 @@ mod tests {
             at,
             honeypot: false,
             released: false,
-            reasons: String::new(),
+            reasons: Vec::new(),
         }
     }
 

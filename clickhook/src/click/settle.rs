@@ -105,7 +105,7 @@ fn as_nearby(c: &PendingClick) -> NearbyClick {
         at: c.at,
         honeypot: c.honeypot,
         released: false,
-        reasons: String::new(),
+        reasons: Vec::new(),
     }
 }
 

@@ -391,18 +391,14 @@ pub struct NearbyClick {
     pub honeypot: bool,
     /// Released: its verdict is final and can no longer be overruled.
     pub released: bool,
-    /// Its stored reasons (a JSON array), so that an overrule it already carries is not sent again.
-    pub reasons: String,
+    /// Its reasons as stored, so that an overrule it already carries is not sent again.
+    pub reasons: Vec<String>,
 }
 
 impl NearbyClick {
     /// Whether overruling this click for `reason` would change anything.
     pub fn may_overrule(&self, reason: &str) -> bool {
-        !self.released
-            && !self
-                .reasons
-                .match_indices(reason)
-                .any(|(i, _)| self.reasons[..i].ends_with('"') && self.reasons[i + reason.len()..].starts_with('"'))
+        !self.released && !self.reasons.iter().any(|r| r == reason)
     }
 }
 
@@ -589,8 +585,28 @@ pub struct OutboxDepth {
     pub events_total: i64,
 }
 
-/// Clicks committed within this many milliseconds count as flowing (`Store::clicks_flowing`).
-pub(crate) const CLICKS_FLOWING_MS: i64 = 50;
+/// When a store's click writer last committed clicks: background work reads it to keep its
+/// transactions out of their way (`Store::clicks_flowing`).
+#[derive(Default)]
+pub(crate) struct LastClickCommit(std::sync::atomic::AtomicI64);
+
+impl LastClickCommit {
+    /// Clicks committed within this many milliseconds count as flowing.
+    pub(crate) const FLOWING_MS: i64 = 50;
+
+    pub(crate) fn mark(&self) {
+        self.0.store(now_millis(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn flowing(&self) -> bool {
+        now_millis() - self.0.load(std::sync::atomic::Ordering::Relaxed) < Self::FLOWING_MS
+    }
+}
+
+/// A click's reasons as stored (a JSON array); none when it has no verdict yet.
+pub(crate) fn parse_reasons(stored: Option<&str>) -> Vec<String> {
+    stored.and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default()
+}
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -887,7 +903,8 @@ mod tests {
     use super::*;
 
     fn nearby(released: bool, reasons: &str) -> NearbyClick {
-        NearbyClick { click_id: 1, email_id: 1, link_no: 1, at: 0, honeypot: false, released, reasons: reasons.into() }
+        let reasons = parse_reasons(Some(reasons).filter(|r| !r.is_empty()));
+        NearbyClick { click_id: 1, email_id: 1, link_no: 1, at: 0, honeypot: false, released, reasons }
     }
 
     #[test]

@@ -8,7 +8,6 @@
 //! in order and a subscription's cursor never passes an event not yet visible.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -154,7 +153,7 @@ pub struct PgStore {
     pool: Arc<Pool>,
     clicks: mpsc::UnboundedSender<ClickWaiter>,
     /// When the last group of clicks committed (ms): background work waits while they flow.
-    last_click_commit: Arc<AtomicI64>,
+    last_click_commit: Arc<LastClickCommit>,
 }
 
 /// Background work waits for a quiet moment at most this long, then takes its turn anyway.
@@ -202,7 +201,7 @@ impl PgStore {
             migrate(&mut c, schema.as_deref()).await?;
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let last_click_commit = Arc::new(AtomicI64::new(0));
+        let last_click_commit = Arc::new(LastClickCommit::default());
         tokio::spawn(click_writer(pool.clone(), rx, last_click_commit.clone()));
         Ok(PgStore { pool, clicks: tx, last_click_commit })
     }
@@ -263,7 +262,11 @@ impl ClickConn {
 /// connection of their own, so they never queue behind background work for a pooled one, and
 /// the next group is sent while the previous one commits. Bigger groups beat more of them:
 /// each costs PostgreSQL a round of planning, WAL and a flush whatever its size.
-async fn click_writer(pool: Arc<Pool>, mut rx: mpsc::UnboundedReceiver<ClickWaiter>, last_commit: Arc<AtomicI64>) {
+async fn click_writer(
+    pool: Arc<Pool>,
+    mut rx: mpsc::UnboundedReceiver<ClickWaiter>,
+    last_commit: Arc<LastClickCommit>,
+) {
     let inflight = Arc::new(Semaphore::new(CLICK_PIPELINE));
     let mut conn: Option<Arc<ClickConn>> = None;
     while let Some(first) = rx.recv().await {
@@ -285,7 +288,7 @@ async fn click_writer(pool: Arc<Pool>, mut rx: mpsc::UnboundedReceiver<ClickWait
                 Ok(c) => insert_clicks(&c, &batch).await,
                 Err(e) => Err(e),
             };
-            last_commit.store(now_millis(), Ordering::Relaxed);
+            last_commit.mark();
             crate::metrics::METRICS.observe_commit(batch.len());
             for (_, tx) in batch {
                 let _ = tx.send(result.clone());
@@ -633,15 +636,13 @@ impl Store for PgStore {
     }
 
     fn clicks_flowing(&self) -> bool {
-        now_millis() - self.last_click_commit.load(Ordering::Relaxed) < CLICKS_FLOWING_MS
+        self.last_click_commit.flowing()
     }
 
     async fn yield_to_clicks(&self) {
         let until = std::time::Instant::now() + BACKGROUND_PARK;
-        while now_millis() - self.last_click_commit.load(Ordering::Relaxed) < CLICKS_FLOWING_MS
-            && std::time::Instant::now() < until
-        {
-            tokio::time::sleep(std::time::Duration::from_millis(CLICKS_FLOWING_MS as u64 / 2)).await;
+        while self.last_click_commit.flowing() && std::time::Instant::now() < until {
+            tokio::time::sleep(std::time::Duration::from_millis(LastClickCommit::FLOWING_MS as u64 / 2)).await;
         }
     }
 
@@ -1245,7 +1246,7 @@ impl Store for PgStore {
                     ip: r.get(8),
                     user_agent: r.get(9),
                     verdict: r.get(10),
-                    reasons: reasons.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default(),
+                    reasons: parse_reasons(reasons.as_deref()),
                 }
             })
             .collect();
@@ -1289,7 +1290,7 @@ impl Store for PgStore {
         let c = self.pool.get().await?;
         let rows = c
             .query(
-                "SELECT e.click_id, e.email_id, e.link_no, e.at, e.honeypot, c.released, coalesce(c.reasons, '') \
+                "SELECT e.click_id, e.email_id, e.link_no, e.at, e.honeypot, c.released, c.reasons \
                  FROM email_clicks e JOIN clicks c ON c.id = e.click_id \
                  WHERE e.email_id = ANY($1) AND e.at BETWEEN $2 AND $3",
                 &[&email_ids, &from, &to],
@@ -1305,7 +1306,7 @@ impl Store for PgStore {
                 at: r.get(3),
                 honeypot: r.get(4),
                 released: r.get(5),
-                reasons: r.get(6),
+                reasons: parse_reasons(r.get::<_, Option<&str>>(6)),
             })
             .collect())
     }

@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicI64;
 use std::sync::{mpsc, Arc, Mutex};
 
 use async_trait::async_trait;
@@ -58,7 +57,7 @@ enum Msg {
 pub struct SqliteStore {
     writer: mpsc::Sender<Msg>,
     /// When the writer last committed clicks (ms since the epoch).
-    last_click_commit: Arc<AtomicI64>,
+    last_click_commit: Arc<LastClickCommit>,
     stop_checkpoints: Arc<std::sync::atomic::AtomicBool>,
     readers: Arc<Readers>,
 }
@@ -147,7 +146,7 @@ impl SqliteStore {
         conn.execute("UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL", [])?;
         conn.set_prepared_statement_cache_capacity(128);
         let (tx, rx) = mpsc::channel();
-        let last_click_commit = Arc::new(AtomicI64::new(0));
+        let last_click_commit = Arc::new(LastClickCommit::default());
         std::thread::Builder::new().name("sqlite-writer".into()).spawn({
             let last_click_commit = last_click_commit.clone();
             move || {
@@ -261,7 +260,7 @@ fn checkpoint_loop(conn: Connection, stop: Arc<std::sync::atomic::AtomicBool>) {
     }
 }
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<Msg>, last_click_commit: &AtomicI64) {
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Msg>, last_click_commit: &LastClickCommit) {
     let mut group: Vec<Msg> = Vec::with_capacity(256);
     let mut background: std::collections::VecDeque<(std::time::Instant, Job)> = Default::default();
     loop {
@@ -344,7 +343,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Msg>, last_click_commit: &At
         }
         crate::metrics::METRICS.observe_commit(clicks.len() + dones.len());
         if !clicks.is_empty() {
-            last_click_commit.store(now_millis(), std::sync::atomic::Ordering::Relaxed);
+            last_click_commit.mark();
         }
         for tx in clicks {
             let _ = tx.send(committed.clone());
@@ -708,7 +707,7 @@ impl Store for SqliteStore {
     }
 
     fn clicks_flowing(&self) -> bool {
-        now_millis() - self.last_click_commit.load(std::sync::atomic::Ordering::Relaxed) < CLICKS_FLOWING_MS
+        self.last_click_commit.flowing()
     }
 
     async fn create_account(&self, new: NewAccount) -> StoreResult<Account> {
@@ -1243,7 +1242,7 @@ impl Store for SqliteStore {
                         ip: r.get(8)?,
                         user_agent: r.get(9)?,
                         verdict: r.get(10)?,
-                        reasons: reasons.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default(),
+                        reasons: parse_reasons(reasons.as_deref()),
                     })
                 })
                 .map_err(db_err)?;
@@ -1293,7 +1292,7 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let mut st = conn
                 .prepare_cached(
-                    "SELECT e.click_id, e.email_id, e.link_no, e.at, e.honeypot, c.released, coalesce(c.reasons, '') \
+                    "SELECT e.click_id, e.email_id, e.link_no, e.at, e.honeypot, c.released, c.reasons \
                      FROM email_clicks e JOIN clicks c ON c.id = e.click_id \
                      WHERE e.email_id IN (SELECT value FROM json_each(?1)) AND e.at BETWEEN ?2 AND ?3",
                 )
@@ -1307,7 +1306,7 @@ impl Store for SqliteStore {
                         at: r.get(3)?,
                         honeypot: r.get(4)?,
                         released: r.get(5)?,
-                        reasons: r.get(6)?,
+                        reasons: parse_reasons(r.get::<_, Option<String>>(6)?.as_deref()),
                     })
                 })
                 .map_err(db_err)?;
