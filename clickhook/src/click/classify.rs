@@ -6,7 +6,8 @@
 
 use std::net::IpAddr;
 
-use crate::store::{NearbyClick, PendingClick};
+use super::recent::{Around, BURST, HONEYPOT_NEARBY};
+use crate::store::PendingClick;
 
 pub const HUMAN: &str = "human";
 pub const BOT: &str = "bot";
@@ -77,9 +78,9 @@ fn in_network(ip: IpAddr, net: IpAddr, len: u8) -> bool {
     }
 }
 
-/// The verdict and the reasons that decided it. `nearby` are clicks on the same email
-/// around this one (it may include the click itself).
-pub fn classify(c: &PendingClick, nearby: &[NearbyClick], lists: &ScannerLists) -> (&'static str, Vec<String>) {
+/// The verdict and the reasons that decided it. `around` is what the judged clicks on the
+/// same email within the burst window show.
+pub fn classify(c: &PendingClick, around: Around, lists: &ScannerLists) -> (&'static str, Vec<String>) {
     let f = &c.filter;
     let mut reasons = Vec::new();
     if c.head {
@@ -92,13 +93,11 @@ pub fn classify(c: &PendingClick, nearby: &[NearbyClick], lists: &ScannerLists) 
     if since_send < i64::from(f.min_seconds_after_send) * 1000 {
         reasons.push(format!("clicked_{}s_after_send", since_send.max(0) / 1000));
     }
-    let window = i64::from(f.burst_seconds) * 1000;
-    let near = |n: &&NearbyClick| n.email_id == c.email_id && (n.at - c.at).abs() <= window;
-    if f.burst_seconds > 0 && nearby.iter().filter(near).any(|n| n.link_no != c.link_no && !n.honeypot) {
-        reasons.push("burst_of_links".to_string());
+    if f.burst_seconds > 0 && around.other_link {
+        reasons.push(BURST.to_string());
     }
-    if !c.honeypot && nearby.iter().filter(near).any(|n| n.honeypot) {
-        reasons.push("honeypot_hit_nearby".to_string());
+    if !c.honeypot && around.honeypot {
+        reasons.push(HONEYPOT_NEARBY.to_string());
     }
     if f.known_scanners {
         if c.user_agent.trim().is_empty() {
@@ -120,7 +119,7 @@ pub fn classify(c: &PendingClick, nearby: &[NearbyClick], lists: &ScannerLists) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::ClickFilter;
+    use crate::store::{ClickFilter, NearbyClick};
 
     fn click(at: i64, link_no: i64) -> PendingClick {
         PendingClick {
@@ -139,6 +138,14 @@ mod tests {
         }
     }
 
+    /// What the classifier sees of these judged clicks, as the settler would show it.
+    fn around(c: &PendingClick, judged: &[NearbyClick]) -> Around {
+        let mut recent = crate::click::recent::RecentClicks::default();
+        let window = i64::from(c.filter.burst_seconds) * 1000;
+        recent.load(c.email_id, window, judged);
+        recent.around(c.email_id, c.at, window, c.link_no)
+    }
+
     fn near(at: i64, link_no: i64) -> NearbyClick {
         NearbyClick {
             click_id: 100 + link_no,
@@ -154,7 +161,10 @@ mod tests {
     #[test]
     fn a_late_single_click_is_human() {
         let lists = ScannerLists::built_in();
-        assert_eq!(classify(&click(3_600_000, 1), &[near(3_600_000, 1)], &lists).0, HUMAN);
+        assert_eq!(
+            classify(&click(3_600_000, 1), around(&click(3_600_000, 1), &[near(3_600_000, 1)]), &lists).0,
+            HUMAN
+        );
     }
 
     #[test]
@@ -163,21 +173,24 @@ mod tests {
         let late = 3_600_000;
         let mut c = click(late, 1);
         c.head = true;
-        assert_eq!(classify(&c, &[], &lists), (BOT, vec!["head_request".to_string()]));
-        assert_eq!(classify(&click(4_000, 1), &[], &lists).1, ["clicked_4s_after_send"]);
-        assert_eq!(classify(&click(late, 1), &[near(late + 2_000, 2)], &lists).1, ["burst_of_links"]);
-        assert_eq!(classify(&click(late, 1), &[near(late + 9_000, 2)], &lists).0, HUMAN);
+        assert_eq!(classify(&c, around(&c, &[]), &lists), (BOT, vec!["head_request".to_string()]));
+        assert_eq!(classify(&click(4_000, 1), around(&click(4_000, 1), &[]), &lists).1, ["clicked_4s_after_send"]);
+        assert_eq!(
+            classify(&click(late, 1), around(&click(late, 1), &[near(late + 2_000, 2)]), &lists).1,
+            ["burst_of_links"]
+        );
+        assert_eq!(classify(&click(late, 1), around(&click(late, 1), &[near(late + 9_000, 2)]), &lists).0, HUMAN);
         let mut c = click(late, 1);
         c.user_agent = "Mozilla/5.0 (compatible; BingPreview/1.0b)".into();
-        assert_eq!(classify(&c, &[], &lists).1, ["scanner_user_agent"]);
+        assert_eq!(classify(&c, around(&c, &[]), &lists).1, ["scanner_user_agent"]);
         let mut c = click(late, 1);
         c.ip = Some("148.163.150.0".into());
-        assert_eq!(classify(&c, &[], &lists).1, ["scanner_network"]);
+        assert_eq!(classify(&c, around(&c, &[]), &lists).1, ["scanner_network"]);
         let mut c = click(late, 1);
         c.honeypot = true;
-        assert_eq!(classify(&c, &[], &lists).1, ["honeypot_link"]);
+        assert_eq!(classify(&c, around(&c, &[]), &lists).1, ["honeypot_link"]);
         let hp = NearbyClick { honeypot: true, ..near(late + 500, 3) };
-        assert_eq!(classify(&click(late, 1), &[hp], &lists).1, ["honeypot_hit_nearby"]);
+        assert_eq!(classify(&click(late, 1), around(&click(late, 1), &[hp]), &lists).1, ["honeypot_hit_nearby"]);
     }
 
     #[test]
@@ -188,7 +201,7 @@ mod tests {
         c.filter.burst_seconds = 0;
         c.user_agent = "curl/8".into();
         c.filter.known_scanners = false;
-        assert_eq!(classify(&c, &[near(2_000, 2)], &lists).0, HUMAN);
+        assert_eq!(classify(&c, around(&c, &[near(2_000, 2)]), &lists).0, HUMAN);
     }
 
     #[test]

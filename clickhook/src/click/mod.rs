@@ -6,6 +6,7 @@
 //! [`settle`], off the request.
 
 pub mod classify;
+pub mod recent;
 pub mod rewrite;
 pub mod settle;
 pub mod token;

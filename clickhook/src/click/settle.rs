@@ -13,7 +13,7 @@
 //! Every write is guarded (`verdict IS NULL`, `released = 0`), so settlers on several nodes
 //! may race without judging or releasing a click twice.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::classify::{classify, ScannerLists, HUMAN};
+use super::recent::{RecentClicks, Seen, BURST, HONEYPOT_NEARBY};
 use crate::metrics::METRICS;
 use crate::store::{
     now_millis, DynStore, Judgement, Millis, NearbyClick, Overrule, PendingClick, Release, StoreResult,
@@ -48,13 +49,14 @@ fn batch_size(store: &DynStore) -> i64 {
 const COMMIT_SKEW_MS: Millis = 250;
 
 pub async fn run(store: DynStore, lists: Arc<ScannerLists>, mut shutdown: watch::Receiver<bool>) {
+    let mut recent = RecentClicks::default();
     loop {
         tokio::select! {
             _ = store.yield_to_clicks() => {}
             _ = shutdown.changed() => return,
         }
         let batch = batch_size(&store);
-        let busy = match settle_once(&store, &lists, now_millis(), batch).await {
+        let busy = match settle_once(&store, &lists, &mut recent, now_millis(), batch).await {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!("settling clicks failed: {e}");
@@ -75,11 +77,17 @@ pub async fn run(store: DynStore, lists: Arc<ScannerLists>, mut shutdown: watch:
 }
 
 /// One round of both phases; returns how many clicks it moved on.
-pub async fn settle_once(store: &DynStore, lists: &ScannerLists, now: Millis, batch: i64) -> StoreResult<usize> {
+pub async fn settle_once(
+    store: &DynStore,
+    lists: &ScannerLists,
+    recent: &mut RecentClicks,
+    now: Millis,
+    batch: i64,
+) -> StoreResult<usize> {
     let t0 = std::time::Instant::now();
     let pending = store.pending_clicks(batch).await?;
     let t1 = std::time::Instant::now();
-    let judged = judge(store, lists, &pending).await?;
+    let judged = judge(store, lists, &pending, recent).await?;
     let t2 = std::time::Instant::now();
     // Nothing older than the oldest unjudged click can still be overruled by it.
     let frontier = pending.iter().map(|c| c.at).min().unwrap_or(now).min(now) - COMMIT_SKEW_MS;
@@ -109,76 +117,86 @@ fn as_nearby(c: &PendingClick) -> NearbyClick {
     }
 }
 
-async fn judge(store: &DynStore, lists: &ScannerLists, pending: &[PendingClick]) -> StoreResult<usize> {
+async fn judge(
+    store: &DynStore,
+    lists: &ScannerLists,
+    pending: &[PendingClick],
+    recent: &mut RecentClicks,
+) -> StoreResult<usize> {
     if pending.is_empty() {
         return Ok(0);
     }
-    let mut email_ids: Vec<i64> = pending.iter().map(|c| c.email_id).collect();
-    email_ids.sort_unstable();
-    email_ids.dedup();
-    let window = pending.iter().map(|c| i64::from(c.filter.burst_seconds) * 1000).max().unwrap_or(0);
-    let from = pending.iter().map(|c| c.at).min().unwrap_or(0) - window;
-    let to = pending.iter().map(|c| c.at).max().unwrap_or(0) + window;
-    let mut near: HashMap<i64, Vec<NearbyClick>> = HashMap::new();
-    for n in store.clicks_near(email_ids, from, to).await? {
-        near.entry(n.email_id).or_default().push(n);
+    if !store.sole_settler() {
+        // Others judge too: what this settler remembers may lack their verdicts.
+        recent.forget();
+    }
+    let window_of = |c: &PendingClick| i64::from(c.filter.burst_seconds) * 1000;
+    let mut wanted: HashMap<i64, Millis> = HashMap::new();
+    for c in pending.iter().filter(|c| c.account_id != 0) {
+        let w = wanted.entry(c.email_id).or_default();
+        *w = (*w).max(window_of(c));
+    }
+    let missing = recent.missing(&wanted);
+    if !missing.is_empty() {
+        let window = pending.iter().map(window_of).max().unwrap_or(0);
+        let from = pending.iter().map(|c| c.at).min().unwrap_or(0) - window;
+        let to = pending.iter().map(|c| c.at).max().unwrap_or(0) + window;
+        let mut stored: HashMap<i64, Vec<NearbyClick>> = HashMap::new();
+        for n in store.clicks_near(missing.clone(), from, to).await? {
+            stored.entry(n.email_id).or_default().push(n);
+        }
+        for email_id in missing {
+            recent.load(email_id, wanted[&email_id], stored.get(&email_id).map(Vec::as_slice).unwrap_or_default());
+        }
     }
 
     let mut judged: Vec<Judgement> = Vec::with_capacity(pending.len());
-    // Where each click of this round sits in `judged`, and what was already pinned on whom:
-    // in a burst every click implicates all its neighbours, so without these a round costs
-    // the cube of a busy email's clicks.
+    // Where each click of this round sits in `judged`: what is pinned on it changes it there.
     let mut position: HashMap<i64, usize> = HashMap::with_capacity(pending.len());
-    let mut pinned: HashSet<(i64, &'static str)> = HashSet::new();
     let mut overruled: Vec<Overrule> = Vec::new();
     for c in pending {
+        let window = window_of(c);
         let (verdict, reasons) = if c.account_id == 0 {
             // The email was deleted after the click: keep the click; there is nothing to send.
             (HUMAN, vec!["email_deleted".to_string()])
         } else {
-            let others = near.get(&c.email_id).map(Vec::as_slice).unwrap_or_default();
-            classify(c, others, lists)
+            classify(c, recent.around(c.email_id, c.at, window, c.link_no), lists)
         };
-        let window = i64::from(c.filter.burst_seconds) * 1000;
-        let burst = reasons.iter().any(|r| r == "burst_of_links");
-        if burst || c.honeypot {
-            for n in near.get(&c.email_id).into_iter().flatten().filter(|n| (n.at - c.at).abs() <= window) {
-                let reasons = [
-                    (burst && n.link_no != c.link_no && !n.honeypot).then_some("burst_of_links"),
-                    (c.honeypot && !n.honeypot).then_some("honeypot_hit_nearby"),
-                ];
-                for reason in reasons.into_iter().flatten() {
-                    if !pinned.insert((n.click_id, reason)) {
-                        continue;
+        let burst = reasons.iter().any(|r| r == BURST);
+        for (click_id, reason) in recent.pin(c.email_id, c.at, window, c.link_no, burst, c.honeypot) {
+            match position.get(&click_id) {
+                // Judged in this round: change it here.
+                Some(&i) => {
+                    let j = &mut judged[i];
+                    if j.verdict == HUMAN {
+                        j.reasons.clear();
                     }
-                    // Judged in this round: change it here.
-                    match position.get(&n.click_id) {
-                        Some(&i) => {
-                            let j = &mut judged[i];
-                            if j.verdict == HUMAN {
-                                j.reasons.clear();
-                            }
-                            j.verdict = super::classify::BOT;
-                            if !j.reasons.iter().any(|r| r == reason) {
-                                j.reasons.push(reason.to_string());
-                            }
-                        }
-                        // Judged before: overrule it in the store, unless it is final or already
-                        // carries the reason (in a busy email every round would repeat it).
-                        None if n.may_overrule(reason) => {
-                            overruled.push(Overrule { click_id: n.click_id, reason: reason.to_string() })
-                        }
-                        None => {}
-                    }
+                    j.verdict = super::classify::BOT;
+                    j.reasons.push(reason.to_string());
                 }
+                // Judged before: overrule it in the store (it applies only while still held).
+                None => overruled.push(Overrule { click_id, reason: reason.to_string() }),
             }
         }
         position.insert(c.id, judged.len());
+        if c.account_id != 0 {
+            let has = |r: &str| reasons.iter().any(|x| x == r);
+            let seen = Seen {
+                id: c.id,
+                link_no: c.link_no,
+                at: c.at,
+                honeypot: c.honeypot,
+                open_burst: !has(BURST),
+                open_honeypot: !has(HONEYPOT_NEARBY),
+            };
+            recent.push(c.email_id, window, seen);
+        }
         judged.push(Judgement { click: as_nearby(c), verdict, reasons });
-        near.entry(c.email_id).or_default().push(as_nearby(c));
     }
     let n = judged.len();
     store.judge_clicks(judged, overruled).await?;
+    let oldest = pending.iter().map(|c| c.at).min().unwrap_or(0);
+    recent.end_round(wanted.into_keys(), oldest);
     Ok(n)
 }
 

@@ -618,6 +618,12 @@ pub trait Store: Send + Sync + 'static {
         true
     }
 
+    /// Whether this process's settler is the only one judging clicks in this database, so it
+    /// may remember its own verdicts between rounds instead of reading them back.
+    fn sole_settler(&self) -> bool {
+        false
+    }
+
     /// Whether clicks were committed in the last fraction of a second: background work then
     /// keeps its transactions short, where they would hold up the clicks queued behind them.
     fn clicks_flowing(&self) -> bool {

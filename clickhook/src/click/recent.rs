@@ -1,0 +1,307 @@
+//! The judged clicks of the recent past, by email: what the burst and honeypot signals see.
+//!
+//! A busy email collects hundreds of clicks inside one burst window, and each new click is
+//! judged against them. Reading them back from the store every settling round cost more than
+//! the clicks themselves (measured: a round of 256 clicks read ~100,000 rows and took 110 ms).
+//! A settler that is the only one judging keeps them here between rounds instead, and reads an
+//! email from the store only when it first sees it. Where several settlers judge at once
+//! (several nodes on PostgreSQL) the settler forgets them after each round, so every round
+//! reads what the others judged.
+//!
+//! The questions asked per click are answered without walking a busy email's whole window:
+//! clicks are kept in time order (a window is a binary search away), and counters say when no
+//! click in it can still take a burst or has hit a honeypot.
+
+use std::collections::HashMap;
+
+use crate::store::{Millis, NearbyClick};
+
+pub const BURST: &str = "burst_of_links";
+pub const HONEYPOT_NEARBY: &str = "honeypot_hit_nearby";
+
+/// Kept beyond an email's burst window: a click is stamped before it commits, so one judged
+/// later may carry a slightly earlier time than the clicks judged before it.
+const KEEP_MS: Millis = 2_000;
+
+/// Emails are swept for clicks that left every window at most this often.
+const SWEEP_MS: Millis = 1_000;
+
+/// A judged click as the signals of later clicks see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub id: i64,
+    pub link_no: i64,
+    pub at: Millis,
+    pub honeypot: bool,
+    /// A burst may still be pinned on it: it does not carry one and is not released.
+    pub open_burst: bool,
+    /// A honeypot hit nearby may still be pinned on it.
+    pub open_honeypot: bool,
+}
+
+impl Seen {
+    pub fn from_stored(n: &NearbyClick) -> Self {
+        Seen {
+            id: n.click_id,
+            link_no: n.link_no,
+            at: n.at,
+            honeypot: n.honeypot,
+            open_burst: n.may_overrule(BURST),
+            open_honeypot: n.may_overrule(HONEYPOT_NEARBY),
+        }
+    }
+
+    fn takes_burst(&self) -> bool {
+        self.open_burst && !self.honeypot
+    }
+}
+
+/// What the judged clicks on the same email within a click's burst window show.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Around {
+    /// Another link of the email (not a honeypot) was clicked.
+    pub other_link: bool,
+    /// The email's honeypot link was hit.
+    pub honeypot: bool,
+}
+
+#[derive(Debug, Default)]
+struct Email {
+    /// In time order from `start`; the slots before it left every window.
+    clicks: Vec<Seen>,
+    start: usize,
+    /// The burst window these clicks were kept for.
+    window: Millis,
+    honeypots: usize,
+    open_bursts: usize,
+}
+
+impl Email {
+    fn live(&self) -> &[Seen] {
+        &self.clicks[self.start..]
+    }
+
+    /// The live clicks within `window` of `at`, as a range of `clicks`.
+    fn range(&self, at: Millis, window: Millis) -> std::ops::Range<usize> {
+        let live = self.live();
+        let lo = live.partition_point(|s| s.at < at - window);
+        let hi = live.partition_point(|s| s.at <= at + window);
+        self.start + lo..self.start + hi.max(lo)
+    }
+
+    fn count(&mut self, s: &Seen, sign: isize) {
+        self.honeypots = self.honeypots.wrapping_add_signed(sign * isize::from(s.honeypot));
+        self.open_bursts = self.open_bursts.wrapping_add_signed(sign * isize::from(s.takes_burst()));
+    }
+
+    fn insert(&mut self, s: Seen) {
+        self.count(&s, 1);
+        // Clicks arrive almost in time order: the place is at or near the end.
+        let mut i = self.clicks.len();
+        while i > self.start && self.clicks[i - 1].at > s.at {
+            i -= 1;
+        }
+        self.clicks.insert(i, s);
+    }
+
+    fn evict_before(&mut self, cutoff: Millis) {
+        while self.start < self.clicks.len() && self.clicks[self.start].at < cutoff {
+            let s = self.clicks[self.start].clone();
+            self.count(&s, -1);
+            self.start += 1;
+        }
+        if self.start > 64 && self.start * 2 > self.clicks.len() {
+            self.clicks.drain(..self.start);
+            self.start = 0;
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct RecentClicks {
+    emails: HashMap<i64, Email>,
+    last_sweep: Millis,
+}
+
+impl RecentClicks {
+    /// Forgets everything: the next round reads every email from the store again.
+    pub fn forget(&mut self) {
+        self.emails.clear();
+    }
+
+    /// Of these emails (with the burst window each is judged with), those whose recent clicks
+    /// are not all here: never seen, or kept for a shorter window than is now asked for.
+    pub fn missing(&self, wanted: &HashMap<i64, Millis>) -> Vec<i64> {
+        let mut out: Vec<i64> = wanted
+            .iter()
+            .filter(|(id, window)| self.emails.get(id).is_none_or(|e| e.window < **window))
+            .map(|(id, _)| *id)
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Takes an email's judged clicks as read from the store, replacing what was kept of it.
+    pub fn load(&mut self, email_id: i64, window: Millis, stored: &[NearbyClick]) {
+        let mut email = Email { window, ..Email::default() };
+        let mut clicks: Vec<Seen> = stored.iter().map(Seen::from_stored).collect();
+        clicks.sort_by_key(|s| (s.at, s.id));
+        clicks.dedup_by_key(|s| s.id);
+        for s in clicks {
+            email.insert(s);
+        }
+        self.emails.insert(email_id, email);
+    }
+
+    /// What the judged clicks of this email within `window` of `at` show to a click on `link_no`.
+    pub fn around(&self, email_id: i64, at: Millis, window: Millis, link_no: i64) -> Around {
+        let Some(email) = self.emails.get(&email_id) else { return Around::default() };
+        let near = &email.clicks[email.range(at, window)];
+        Around {
+            other_link: near.iter().any(|s| s.link_no != link_no && !s.honeypot),
+            honeypot: email.honeypots > 0 && near.iter().any(|s| s.honeypot),
+        }
+    }
+
+    /// Pins what a bot's click shows on its neighbours within `window`: a burst on the other
+    /// links' clicks, a honeypot hit on every click that is not one. Each (click, reason) is
+    /// pinned once; returns them for the caller to record.
+    pub fn pin(
+        &mut self,
+        email_id: i64,
+        at: Millis,
+        window: Millis,
+        link_no: i64,
+        burst: bool,
+        honeypot: bool,
+    ) -> Vec<(i64, &'static str)> {
+        let mut pinned = Vec::new();
+        let Some(email) = self.emails.get_mut(&email_id) else { return pinned };
+        let burst = burst && email.open_bursts > 0;
+        if !burst && !honeypot {
+            return pinned;
+        }
+        let range = email.range(at, window);
+        let mut closed_bursts = 0;
+        for s in &mut email.clicks[range] {
+            if burst && s.takes_burst() && s.link_no != link_no {
+                s.open_burst = false;
+                closed_bursts += 1;
+                pinned.push((s.id, BURST));
+            }
+            if honeypot && s.open_honeypot && !s.honeypot {
+                s.open_honeypot = false;
+                pinned.push((s.id, HONEYPOT_NEARBY));
+            }
+        }
+        email.open_bursts -= closed_bursts;
+        pinned
+    }
+
+    /// Adds a click just judged.
+    pub fn push(&mut self, email_id: i64, window: Millis, seen: Seen) {
+        let email = self.emails.entry(email_id).or_insert_with(|| Email { window, ..Email::default() });
+        email.insert(seen);
+    }
+
+    /// Drops what no click from `oldest` on can see: on the emails of this round, and on all
+    /// of them once a second (an email nobody clicks any more goes entirely).
+    pub fn end_round(&mut self, touched: impl IntoIterator<Item = i64>, oldest: Millis) {
+        for id in touched {
+            if let Some(e) = self.emails.get_mut(&id) {
+                e.evict_before(oldest - e.window - KEEP_MS);
+            }
+        }
+        if oldest - self.last_sweep >= SWEEP_MS {
+            self.last_sweep = oldest;
+            self.emails.retain(|_, e| {
+                e.evict_before(oldest - e.window - KEEP_MS);
+                e.start < e.clicks.len()
+            });
+        }
+    }
+
+    #[cfg(test)]
+    fn kept(&self) -> usize {
+        self.emails.values().map(|e| e.live().len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(id: i64, link_no: i64, at: Millis) -> Seen {
+        Seen { id, link_no, at, honeypot: false, open_burst: true, open_honeypot: true }
+    }
+
+    #[test]
+    fn sees_only_the_window() {
+        let mut r = RecentClicks::default();
+        r.push(7, 3_000, seen(1, 1, 10_000));
+        assert_eq!(r.around(7, 12_000, 3_000, 2), Around { other_link: true, honeypot: false });
+        assert_eq!(r.around(7, 13_001, 3_000, 2), Around::default());
+        assert!(r.around(7, 7_000, 3_000, 2).other_link, "a later click counts too");
+        assert_eq!(r.around(7, 12_000, 3_000, 1), Around::default(), "the same link is no burst");
+        assert_eq!(r.around(8, 10_000, 3_000, 2), Around::default(), "another email");
+        r.push(7, 3_000, Seen { honeypot: true, ..seen(2, 9, 11_000) });
+        assert_eq!(r.around(7, 12_000, 3_000, 1), Around { other_link: false, honeypot: true });
+    }
+
+    #[test]
+    fn pins_each_reason_once() {
+        let mut r = RecentClicks::default();
+        r.push(7, 3_000, seen(1, 1, 10_000));
+        r.push(7, 3_000, seen(2, 2, 10_500));
+        r.push(7, 3_000, seen(3, 1, 20_000));
+        assert_eq!(r.pin(7, 11_000, 3_000, 1, true, false), vec![(2, BURST)]);
+        assert_eq!(r.pin(7, 11_000, 3_000, 3, true, false), vec![(1, BURST)]);
+        assert!(r.pin(7, 11_000, 3_000, 4, true, false).is_empty(), "both carry it now");
+        assert_eq!(r.pin(7, 11_000, 3_000, 4, false, true), vec![(1, HONEYPOT_NEARBY), (2, HONEYPOT_NEARBY)]);
+        assert!(r.pin(7, 11_000, 3_000, 4, false, true).is_empty());
+        assert_eq!(r.pin(7, 19_000, 3_000, 2, true, false), vec![(3, BURST)]);
+    }
+
+    #[test]
+    fn stored_reasons_and_release_close_a_click() {
+        let stored = |id, released, reasons: &[&str]| NearbyClick {
+            click_id: id,
+            email_id: 7,
+            link_no: id,
+            at: 10_000 + id,
+            honeypot: false,
+            released,
+            reasons: reasons.iter().map(|r| r.to_string()).collect(),
+        };
+        let mut r = RecentClicks::default();
+        r.load(7, 3_000, &[stored(1, false, &[BURST]), stored(2, true, &[]), stored(3, false, &["head_request"])]);
+        assert_eq!(
+            r.pin(7, 10_000, 3_000, 9, true, true),
+            vec![(1, HONEYPOT_NEARBY), (3, BURST), (3, HONEYPOT_NEARBY)]
+        );
+    }
+
+    #[test]
+    fn keeps_time_order_and_forgets_old_clicks() {
+        let mut r = RecentClicks::default();
+        for (id, at) in [(1, 1_000), (2, 3_000), (3, 2_000)] {
+            r.push(7, 1_000, seen(id, id, at));
+        }
+        r.push(8, 1_000, seen(4, 1, 1_500));
+        assert!(r.around(7, 500, 1_000, 9).other_link);
+        assert_eq!(r.pin(7, 2_500, 500, 9, true, false), vec![(3, BURST), (2, BURST)]);
+        r.end_round([7], 4_500);
+        assert_eq!(r.kept(), 3, "what is within window + 2 s of 4.5 s stays");
+        r.end_round([], 7_000);
+        assert_eq!(r.kept(), 0);
+        assert_eq!(r.missing(&HashMap::from([(7, 1_000)])), vec![7], "an email swept away is read again");
+    }
+
+    #[test]
+    fn a_longer_window_reads_the_email_again() {
+        let mut r = RecentClicks::default();
+        r.push(7, 3_000, seen(1, 1, 10_000));
+        assert!(r.missing(&HashMap::from([(7, 3_000)])).is_empty());
+        assert_eq!(r.missing(&HashMap::from([(7, 10_000), (9, 1)])), vec![7, 9]);
+    }
+}
