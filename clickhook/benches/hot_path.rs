@@ -86,6 +86,11 @@ fn benches(c: &mut Criterion) {
     c.bench_function("event_build_and_serialize", |b| {
         b.iter(|| clickhook::event::link_clicked(black_box(&ctx), "https://google.com", 1_742_586_467_000).to_string())
     });
+    // What settling does per click: the email's part serialized once, the click's spliced in.
+    let element = clickhook::event::LinkClicked::new(&ctx);
+    c.bench_function("event_spliced", |b| {
+        b.iter(|| element.render(black_box("https://google.com"), 1_742_586_467_000))
+    });
 
     let lists = ScannerLists::built_in();
     let click = PendingClick {

@@ -15,7 +15,8 @@ pub const BOT: &str = "bot";
 /// Lists of scanner user agents and networks (`data/scanners.txt`).
 #[derive(Debug, Clone, Default)]
 pub struct ScannerLists {
-    user_agents: Vec<String>,
+    /// The `ua:` entries in one automaton: a user agent is read once, not once per entry.
+    user_agent_matcher: Option<aho_corasick::AhoCorasick>,
     networks: Vec<(IpAddr, u8)>,
 }
 
@@ -24,6 +25,7 @@ pub const BUILT_IN: &str = include_str!("../../data/scanners.txt");
 impl ScannerLists {
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut lists = ScannerLists::default();
+        let mut user_agents = Vec::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -31,7 +33,7 @@ impl ScannerLists {
             }
             let bad = |why: &str| format!("line {}: {why}: {line:?}", n + 1);
             if let Some(ua) = line.strip_prefix("ua:") {
-                lists.user_agents.push(ua.trim().to_ascii_lowercase());
+                user_agents.push(ua.trim().to_string());
             } else if let Some(net) = line.strip_prefix("net:") {
                 let (ip, len) = net.trim().split_once('/').ok_or_else(|| bad("network without /length"))?;
                 let ip: IpAddr = ip.parse().map_err(|_| bad("bad address"))?;
@@ -44,6 +46,12 @@ impl ScannerLists {
                 return Err(bad("expected `ua:` or `net:`"));
             }
         }
+        lists.user_agent_matcher = Some(
+            aho_corasick::AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(&user_agents)
+                .map_err(|e| format!("user agent list: {e}"))?,
+        );
         Ok(lists)
     }
 
@@ -51,9 +59,9 @@ impl ScannerLists {
         Self::parse(BUILT_IN).expect("the built-in scanner list parses")
     }
 
+    /// Whether the user agent contains an entry of the list, ignoring ASCII case.
     pub fn user_agent_matches(&self, ua: &str) -> bool {
-        let ua = ua.to_ascii_lowercase();
-        self.user_agents.iter().any(|needle| ua.contains(needle.as_str()))
+        self.user_agent_matcher.as_ref().is_some_and(|m| m.is_match(ua))
     }
 
     pub fn network_matches(&self, ip: &str) -> bool {
@@ -213,5 +221,7 @@ mod tests {
         assert!(l.network_matches("2001:db8:1::"));
         assert!(!l.network_matches("2001:db9::"));
         assert!(l.user_agent_matches("a x b"));
+        assert!(l.user_agent_matches("A X B"), "case does not matter");
+        assert!(!l.user_agent_matches("a y b"));
     }
 }

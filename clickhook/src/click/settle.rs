@@ -22,6 +22,7 @@ use tokio::sync::watch;
 
 use super::classify::{classify, ScannerLists, HUMAN};
 use super::recent::{RecentClicks, Seen, BURST, HONEYPOT_NEARBY};
+use crate::event::LinkClicked;
 use crate::metrics::METRICS;
 use crate::store::{
     now_millis, DynStore, Judgement, Millis, NearbyClick, Overrule, PendingClick, Release, StoreResult,
@@ -214,6 +215,8 @@ async fn release(store: &DynStore, frontier: Millis, batch: i64) -> StoreResult<
     wanted.sort_unstable();
     wanted.dedup();
     let contexts = if wanted.is_empty() { HashMap::new() } else { store.event_contexts(wanted).await? };
+    // The prospect's part of the element is serialized once per email, not once per click.
+    let elements: HashMap<i64, LinkClicked> = contexts.iter().map(|(id, ctx)| (*id, LinkClicked::new(ctx))).collect();
     let releases: Vec<Release> = held
         .iter()
         .map(|c| Release {
@@ -221,10 +224,10 @@ async fn release(store: &DynStore, frontier: Millis, batch: i64) -> StoreResult<
             account_id: c.account_id,
             clicked_at: c.at,
             human: c.verdict == HUMAN,
-            event: contexts
+            event: elements
                 .get(&c.email_id)
                 .filter(|_| deliver(&c.verdict, c.filter.deliver_bot_clicks))
-                .map(|ctx| crate::event::link_clicked(ctx, &c.url, c.at).to_string()),
+                .map(|element| element.render(&c.url, c.at)),
         })
         .collect();
     let humans = releases.iter().filter(|r| r.human).count() as u64;

@@ -99,7 +99,7 @@ pub struct AccountPatch {
     pub click_filter: Option<ClickFilter>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Prospect {
     pub id: i64,
     pub account_id: i64,
