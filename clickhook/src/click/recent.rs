@@ -3,10 +3,9 @@
 //! A busy email collects hundreds of clicks inside one burst window, and each new click is
 //! judged against them. Reading them back from the store every settling round cost more than
 //! the clicks themselves (measured: a round of 256 clicks read ~100,000 rows and took 110 ms).
-//! A settler that is the only one judging keeps them here between rounds instead, and reads an
-//! email from the store only when it first sees it. Where several settlers judge at once
-//! (several nodes on PostgreSQL) the settler forgets them after each round, so every round
-//! reads what the others judged.
+//! The settler (one node settles at a time) keeps them here between rounds instead, and reads
+//! an email from the store only when it first sees it. It forgets them all when its turn to
+//! settle was interrupted, since another node may have judged meanwhile.
 //!
 //! The questions asked per click are answered without walking a busy email's whole window:
 //! clicks are kept in time order (a window is a binary search away), and counters say when no

@@ -1,7 +1,7 @@
 //! Settling clicks, off the request path: judge them, then release their events.
 //!
-//! A click row without a verdict is an outbox entry. Settling runs in two phases, on every
-//! node, at the lowest CPU priority (redirects come first; the backlog clears afterwards):
+//! A click row without a verdict is an outbox entry. Settling runs in two phases, on one
+//! node at a time, at the lowest CPU priority (redirects come first; the backlog clears afterwards):
 //!
 //! 1. **Judge** the oldest unjudged clicks, in order, against the judged clicks on the same
 //!    email within the burst window. A click that reveals a burst or a honeypot hit also
@@ -10,8 +10,10 @@
 //!    verdict becomes final and, for a person's click (or any, with `deliver_bot_clicks`), its
 //!    `link_clicked` event is written, in one transaction with the release.
 //!
-//! Every write is guarded (`verdict IS NULL`, `released = 0`), so settlers on several nodes
-//! may race without judging or releasing a click twice.
+//! One node settles at a time (`Store::settler_turn`), so it can remember the recent verdicts
+//! it made ([`super::recent`]) instead of reading them back every round. Every write is still
+//! guarded (`verdict IS NULL`, `released = 0`): a settler that lost its turn mid-round cannot
+//! judge or release a click twice.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -49,12 +51,32 @@ fn batch_size(store: &DynStore) -> i64 {
 /// little later. Releases wait this much longer than the window so such a click is judged first.
 const COMMIT_SKEW_MS: Millis = 250;
 
+/// How often a node that does not settle checks whether the settling node is still there.
+const STANDBY: Duration = Duration::from_secs(1);
+
 pub async fn run(store: DynStore, lists: Arc<ScannerLists>, mut shutdown: watch::Receiver<bool>) {
     let mut recent = RecentClicks::default();
+    let mut last_turn = None;
     loop {
         tokio::select! {
             _ = store.yield_to_clicks() => {}
             _ = shutdown.changed() => return,
+        }
+        let turn = store.settler_turn().await.unwrap_or_else(|e| {
+            tracing::warn!("cannot tell whether this node settles clicks: {e}");
+            None
+        });
+        if turn != last_turn {
+            // Others may have judged since this node last settled: its memory is stale.
+            recent.forget();
+            last_turn = turn;
+        }
+        if turn.is_none() {
+            // Another node settles; stand by to take over should it die.
+            tokio::select! {
+                _ = tokio::time::sleep(STANDBY) => continue,
+                _ = shutdown.changed() => return,
+            }
         }
         let batch = batch_size(&store);
         let busy = match settle_once(&store, &lists, &mut recent, now_millis(), batch).await {
@@ -126,10 +148,6 @@ async fn judge(
 ) -> StoreResult<usize> {
     if pending.is_empty() {
         return Ok(0);
-    }
-    if !store.sole_settler() {
-        // Others judge too: what this settler remembers may lack their verdicts.
-        recent.forget();
     }
     let window_of = |c: &PendingClick| i64::from(c.filter.burst_seconds) * 1000;
     let mut wanted: HashMap<i64, Millis> = HashMap::new();

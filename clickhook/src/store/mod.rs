@@ -618,10 +618,13 @@ pub trait Store: Send + Sync + 'static {
         true
     }
 
-    /// Whether this process's settler is the only one judging clicks in this database, so it
-    /// may remember its own verdicts between rounds instead of reading them back.
-    fn sole_settler(&self) -> bool {
-        false
+    /// Whether this node settles clicks now, alone: `Some(turn)` while it does, `None` while
+    /// another node does (nodes sharing a database elect one settler; when it dies, another
+    /// takes over). The settler remembers its own verdicts between rounds; `turn` changes
+    /// whenever the role was lost and won again, so memory from an earlier turn, when others
+    /// may have judged, is dropped. A store one process owns always answers `Some(0)`.
+    async fn settler_turn(&self) -> StoreResult<Option<u64>> {
+        Ok(Some(0))
     }
 
     /// Whether clicks were committed in the last fraction of a second: background work then

@@ -154,7 +154,19 @@ pub struct PgStore {
     clicks: mpsc::UnboundedSender<ClickWaiter>,
     /// When the last group of clicks committed (ms): background work waits while they flow.
     last_click_commit: Arc<LastClickCommit>,
+    settler: tokio::sync::Mutex<SettlerLock>,
 }
+
+/// The session whose advisory lock makes this node the settler. PostgreSQL releases the lock
+/// when the session ends, so a node that dies hands the role on by dying.
+#[derive(Default)]
+struct SettlerLock {
+    client: Option<Client>,
+    held: bool,
+    turn: u64,
+}
+
+const SETTLER_LOCK: &str = "SELECT pg_try_advisory_lock(hashtext('clickhook.settler.' || current_schema()))";
 
 /// Background work waits for a quiet moment at most this long, then takes its turn anyway.
 const BACKGROUND_PARK: std::time::Duration = std::time::Duration::from_secs(2);
@@ -203,7 +215,7 @@ impl PgStore {
         let (tx, rx) = mpsc::unbounded_channel();
         let last_click_commit = Arc::new(LastClickCommit::default());
         tokio::spawn(click_writer(pool.clone(), rx, last_click_commit.clone()));
-        Ok(PgStore { pool, clicks: tx, last_click_commit })
+        Ok(PgStore { pool, clicks: tx, last_click_commit, settler: Default::default() })
     }
 }
 
@@ -637,6 +649,28 @@ impl Store for PgStore {
 
     fn clicks_flowing(&self) -> bool {
         self.last_click_commit.flowing()
+    }
+
+    async fn settler_turn(&self) -> StoreResult<Option<u64>> {
+        let mut lock = self.settler.lock().await;
+        if lock.client.as_ref().is_some_and(|c| c.is_closed()) {
+            // The session (and with it the lock) is gone: another node may settle by now.
+            lock.client = None;
+            lock.held = false;
+        }
+        if lock.held {
+            return Ok(Some(lock.turn));
+        }
+        if lock.client.is_none() {
+            lock.client = Some(self.pool.connect().await?);
+        }
+        let client = lock.client.as_ref().expect("connected above");
+        if client.query_one(SETTLER_LOCK, &[]).await.map_err(pg)?.get::<_, bool>(0) {
+            lock.held = true;
+            lock.turn += 1;
+            return Ok(Some(lock.turn));
+        }
+        Ok(None)
     }
 
     async fn yield_to_clicks(&self) {

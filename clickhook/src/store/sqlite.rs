@@ -710,11 +710,6 @@ impl Store for SqliteStore {
         self.last_click_commit.flowing()
     }
 
-    /// One process owns the file, and it runs one settler.
-    fn sole_settler(&self) -> bool {
-        true
-    }
-
     async fn create_account(&self, new: NewAccount) -> StoreResult<Account> {
         self.write(move |conn| {
             let now = now_millis();

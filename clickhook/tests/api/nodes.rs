@@ -102,3 +102,26 @@ async fn two_nodes_one_killed_lose_nothing_and_never_overlap_a_batch() {
     let overlaps = rx.overlaps.lock().unwrap().clone();
     assert!(overlaps.is_empty(), "batches in flight on two nodes at once: {overlaps:?}");
 }
+
+/// One node settles clicks at a time; when it goes, another takes the role over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_settles_and_another_takes_over_when_it_goes() {
+    if skipped() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_db(dir.path());
+    let a = clickhook::store::open(&db).await.unwrap();
+    let b = clickhook::store::open(&db).await.unwrap();
+    let first = a.settler_turn().await.unwrap();
+    assert!(first.is_some(), "the first to ask settles");
+    assert_eq!(a.settler_turn().await.unwrap(), first, "and keeps its turn while it lives");
+    assert_eq!(b.settler_turn().await.unwrap(), None, "the other stands by");
+    a.close().await;
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.settler_turn().await.unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the role did not move to the surviving node");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
