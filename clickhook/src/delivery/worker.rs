@@ -179,6 +179,10 @@ struct InFlight {
     total: usize,
 }
 
+/// How often the worker looks for new events and due retries when nothing tells it sooner.
+const POLL_MS: i64 = 50;
+const POLL: Duration = Duration::from_millis(POLL_MS as u64);
+
 pub async fn run(store: DynStore, settings: Arc<Settings>, mut shutdown: watch::Receiver<bool>) {
     let client = client(&settings);
     let inflight = Arc::new(Mutex::new(InFlight::default()));
@@ -190,9 +194,10 @@ pub async fn run(store: DynStore, settings: Arc<Settings>, mut shutdown: watch::
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         let now = now_millis();
-        if let Err(e) = store.cut_batches(now, window, MAX_BATCH).await {
+        let next_close = store.cut_batches(now, window, MAX_BATCH).await.unwrap_or_else(|e| {
             tracing::warn!("cutting batches failed: {e}");
-        }
+            None
+        });
         let room = MAX_IN_FLIGHT.saturating_sub(inflight.lock().unwrap().total);
         let claimed = if room == 0 {
             Vec::new()
@@ -264,8 +269,10 @@ pub async fn run(store: DynStore, settings: Arc<Settings>, mut shutdown: watch::
         if *shutdown.borrow() {
             break;
         }
+        // Come back when the earliest open window closes (a batch is due then), else poll.
+        let nap = next_close.map_or(POLL, |t| Duration::from_millis((t - now_millis()).clamp(1, POLL_MS) as u64));
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            _ = tokio::time::sleep(nap) => {}
             _ = wake.notified() => {}
             _ = shutdown.changed() => {}
         }

@@ -704,8 +704,9 @@ pub trait Store: Send + Sync + 'static {
 
     // Webhook delivery.
     /// Turns each active subscription's new events into batches: up to `max_events`, cut once
-    /// the oldest has waited `window_ms` (or the batch is full). Returns how many were made.
-    async fn cut_batches(&self, now: Millis, window_ms: i64, max_events: i64) -> StoreResult<usize>;
+    /// the oldest has waited `window_ms` (or the batch is full). Returns when the earliest
+    /// window still open closes, so the caller can come back exactly then.
+    async fn cut_batches(&self, now: Millis, window_ms: i64, max_events: i64) -> StoreResult<Option<Millis>>;
     /// Leases up to `limit` due deliveries of active subscriptions until `now + lease_ms`, at
     /// most `per_subscription` of each (the oldest due first), so that one endpoint's backlog
     /// never fills a round and no claimed batch waits unsent for its endpoint's cap.

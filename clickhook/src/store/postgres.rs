@@ -1562,7 +1562,7 @@ impl Store for PgStore {
         Ok(rows.iter().map(subscription_from).collect())
     }
 
-    async fn cut_batches(&self, now: Millis, window_ms: i64, max_events: i64) -> StoreResult<usize> {
+    async fn cut_batches(&self, now: Millis, window_ms: i64, max_events: i64) -> StoreResult<Option<Millis>> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await.map_err(pg)?;
         // A subscription is batched by one node at a time; others skip it this round.
@@ -1574,7 +1574,7 @@ impl Store for PgStore {
             )
             .await
             .map_err(pg)?;
-        let mut made = 0;
+        let mut next_close: Option<Millis> = None;
         for s in &subs {
             let (sub, account, target, mut cursor): (i64, i64, String, i64) = (s.get(0), s.get(1), s.get(2), s.get(3));
             loop {
@@ -1589,6 +1589,8 @@ impl Store for PgStore {
                 let Some(first) = events.first().map(|r| r.get::<_, i64>(0)) else { break };
                 let oldest = events.iter().map(|r| r.get::<_, i64>(1)).min().unwrap_or(now);
                 if !full && oldest + window_ms > now {
+                    // The window is still open: come back when it closes.
+                    next_close = Some(next_close.map_or(oldest + window_ms, |t| t.min(oldest + window_ms)));
                     break;
                 }
                 let last: i64 = events.last().map(|r| r.get(0)).unwrap_or(first);
@@ -1601,14 +1603,13 @@ impl Store for PgStore {
                 .map_err(pg)?;
                 tx.execute("UPDATE subscriptions SET cursor = $2 WHERE id = $1", &[&sub, &last]).await.map_err(pg)?;
                 cursor = last;
-                made += 1;
                 if !full {
                     break;
                 }
             }
         }
         tx.commit().await.map_err(pg)?;
-        Ok(made)
+        Ok(next_close)
     }
 
     async fn claim_deliveries(

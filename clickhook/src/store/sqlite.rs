@@ -1529,7 +1529,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn cut_batches(&self, now: Millis, window_ms: i64, max_events: i64) -> StoreResult<usize> {
+    async fn cut_batches(&self, now: Millis, window_ms: i64, max_events: i64) -> StoreResult<Option<Millis>> {
         self.write_background(move |conn| {
             let subs: Vec<(i64, i64, String, i64)> = {
                 let mut st = conn
@@ -1541,7 +1541,7 @@ impl Store for SqliteStore {
                 let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).map_err(db_err)?;
                 rows.collect::<Result<_, _>>().map_err(db_err)?
             };
-            let mut made = 0;
+            let mut next_close: Option<Millis> = None;
             for (sub, account, target, mut cursor) in subs {
                 loop {
                     let events: Vec<(i64, i64)> = {
@@ -1557,7 +1557,9 @@ impl Store for SqliteStore {
                     let Some(&(first, _)) = events.first() else { break };
                     let oldest = events.iter().map(|e| e.1).min().unwrap_or(now);
                     if !full && oldest + window_ms > now {
-                        break; // the window is still open
+                        // The window is still open: come back when it closes.
+                        next_close = Some(next_close.map_or(oldest + window_ms, |t| t.min(oldest + window_ms)));
+                        break;
                     }
                     let last = events.last().map(|e| e.0).unwrap_or(first);
                     conn.prepare_cached(
@@ -1571,13 +1573,12 @@ impl Store for SqliteStore {
                     .map_err(db_err)?;
                     conn.execute("UPDATE subscriptions SET cursor = ?2 WHERE id = ?1", [sub, last]).map_err(db_err)?;
                     cursor = last;
-                    made += 1;
                     if !full {
                         break;
                     }
                 }
             }
-            Ok(made)
+            Ok(next_close)
         })
         .await
     }
