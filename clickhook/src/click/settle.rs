@@ -213,7 +213,11 @@ async fn judge(
         judged.push(Judgement { click: as_nearby(c), verdict, reasons });
     }
     let n = judged.len();
-    store.judge_clicks(judged, overruled).await?;
+    if let Err(e) = store.judge_clicks(judged, overruled).await {
+        // What this round put in memory was never stored: the next round judges it again.
+        recent.forget();
+        return Err(e);
+    }
     let oldest = pending.iter().map(|c| c.at).min().unwrap_or(0);
     recent.end_round(wanted.into_keys(), oldest);
     Ok(n)
