@@ -88,13 +88,9 @@ impl Email {
         self.start + lo..self.start + hi.max(lo)
     }
 
-    fn count(&mut self, s: &Seen, sign: isize) {
-        self.honeypots = self.honeypots.wrapping_add_signed(sign * isize::from(s.honeypot));
-        self.open_bursts = self.open_bursts.wrapping_add_signed(sign * isize::from(s.takes_burst()));
-    }
-
     fn insert(&mut self, s: Seen) {
-        self.count(&s, 1);
+        self.honeypots += usize::from(s.honeypot);
+        self.open_bursts += usize::from(s.takes_burst());
         // Clicks arrive almost in time order: the place is at or near the end.
         let mut i = self.clicks.len();
         while i > self.start && self.clicks[i - 1].at > s.at {
@@ -105,8 +101,9 @@ impl Email {
 
     fn evict_before(&mut self, cutoff: Millis) {
         while self.start < self.clicks.len() && self.clicks[self.start].at < cutoff {
-            let s = self.clicks[self.start].clone();
-            self.count(&s, -1);
+            let s = &self.clicks[self.start];
+            self.honeypots -= usize::from(s.honeypot);
+            self.open_bursts -= usize::from(s.takes_burst());
             self.start += 1;
         }
         if self.start > 64 && self.start * 2 > self.clicks.len() {
