@@ -23,6 +23,10 @@ pub struct Settings {
     pub disable_after: Duration,
     /// Attempts in flight at once to one subscription, on one node.
     pub endpoint_concurrency: usize,
+    /// How far settling (verdicts, then events) may fall behind the clicks before it stops
+    /// yielding to them: a burst shorter than this is taken at full speed, a longer overload
+    /// slows the clicks down instead of growing the outbox.
+    pub max_settle_lag: Duration,
     pub scanners: Arc<ScannerLists>,
 }
 
@@ -42,6 +46,7 @@ impl Settings {
             delivery_timeout: Duration::from_secs(10),
             disable_after: Duration::from_secs(5 * 86_400),
             endpoint_concurrency: 4,
+            max_settle_lag: Duration::from_secs(60),
             scanners: Arc::new(ScannerLists::built_in()),
         }
     }

@@ -98,6 +98,11 @@ struct ServeArgs {
     /// Attempts in flight at once to one subscription.
     #[arg(long, env = "CLICKHOOK_ENDPOINT_CONCURRENCY", default_value_t = 4)]
     endpoint_concurrency: usize,
+    /// How far webhooks may fall behind the clicks under overload: a burst shorter than this
+    /// is redirected at full speed and settled afterwards; beyond it, settling takes its share
+    /// of the machine and clicks slow down, so the outbox stays bounded.
+    #[arg(long, env = "CLICKHOOK_MAX_SETTLE_LAG", default_value = "60s", value_parser = parse_duration)]
+    max_settle_lag: Duration,
     /// A scanner list to use instead of the built-in one (format: data/scanners.txt).
     #[arg(long, env = "CLICKHOOK_SCANNER_LIST")]
     scanner_list: Option<PathBuf>,
@@ -173,6 +178,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             s.delivery_timeout = a.delivery_timeout;
             s.disable_after = a.disable_after;
             s.endpoint_concurrency = a.endpoint_concurrency.max(1);
+            s.max_settle_lag = a.max_settle_lag;
             s.retry_schedule =
                 parse_schedule(&a.retry_schedule).map_err(|e| anyhow::anyhow!("--retry-schedule: {e}"))?;
             if let Some(path) = a.scanner_list {

@@ -17,7 +17,7 @@ use crate::api::{self, auth::AuthCache, AppState, Shared};
 use crate::click::token::LinkKeys;
 use crate::click::{settle, LinkCache};
 use crate::config::Settings;
-use crate::store::{self, DynStore};
+use crate::store::{self, DynStore, Millis};
 
 pub struct Application {
     listener: TcpListener,
@@ -60,9 +60,10 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let st = self.state.clone();
-        let settler = background_thread("settler", st.store.background_may_starve(), {
+        let settler = background_thread("settler", {
             let (store, lists, stop) = (st.store.clone(), st.settings.scanners.clone(), stop_rx.clone());
-            move || settle::run(store, lists, stop)
+            let max_lag = st.settings.max_settle_lag.as_millis() as Millis;
+            move || settle::run(store, lists, max_lag, stop)
         })?;
         let workers = vec![
             tokio::spawn(refresh_keys(st.link_keys.clone(), stop_rx.clone())),
@@ -82,19 +83,17 @@ impl Application {
     }
 }
 
-/// Runs `task` on a thread of its own with a lowest CPU priority (nice 19), and a runtime of
-/// its own, so that under load the redirects win the CPU and the background work catches up
-/// afterwards. Threads it spawns (SQLite reads) inherit the priority.
-fn background_thread<F, Fut>(name: &str, low_priority: bool, task: F) -> anyhow::Result<std::thread::JoinHandle<()>>
+/// Runs `task` on a thread of its own, with a runtime of its own: a busy round of settling
+/// never holds up the redirects' runtime. It runs at normal priority: it yields to clicks by
+/// itself, and must be able to take its share of the CPU when it falls behind (a thread
+/// lowered to nice 19 cannot be raised again without privileges).
+fn background_thread<F, Fut>(name: &str, task: F) -> anyhow::Result<std::thread::JoinHandle<()>>
 where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = ()>,
 {
     let name = name.to_string();
     Ok(std::thread::Builder::new().name(name.clone()).spawn(move || {
-        if low_priority {
-            lower_priority();
-        }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .thread_name(format!("{name}-io"))
@@ -102,16 +101,6 @@ where
             .expect("a runtime for a background worker");
         rt.block_on(task());
     })?)
-}
-
-/// Gives the calling thread the lowest CPU priority (nice 19).
-pub fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: setpriority on this thread's own id; failure only leaves the priority as it was.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
-    }
 }
 
 /// Keys rotated on another node reach this one within a minute even without traffic.

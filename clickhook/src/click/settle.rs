@@ -1,7 +1,12 @@
 //! Settling clicks, off the request path: judge them, then release their events.
 //!
 //! A click row without a verdict is an outbox entry. Settling runs in two phases, on one
-//! node at a time, at the lowest CPU priority (redirects come first; the backlog clears afterwards):
+//! node at a time. Redirects come first: while clicks flow, settling yields to them, and a
+//! burst of clicks is taken at full speed. But not for ever: once the oldest unjudged click is
+//! older than `--max-settle-lag`, settling stops yielding and takes its share of the machine
+//! until it has caught up, so under sustained overload clicks slow down instead of the outbox
+//! growing without bound. (The backlog is then at most that lag's worth of clicks at full speed;
+//! clearing it while clicks keep coming takes a few times as long.)
 //!
 //! 1. **Judge** the oldest unjudged clicks, in order, against the judged clicks on the same
 //!    email within the burst window. A click that reveals a burst or a honeypot hit also
@@ -39,12 +44,24 @@ use crate::store::{
 const BUSY_BATCH: i64 = 256;
 const MAX_BATCH: i64 = 4000;
 
-fn batch_size(store: &DynStore) -> i64 {
-    if store.background_may_starve() && store.clicks_flowing() {
+/// Clicks per round while settling is behind: big enough to catch up, small enough that the
+/// clicks queued behind a round's transaction wait a few milliseconds, not tens.
+const BEHIND_BATCH: i64 = 256;
+
+fn batch_size(store: &DynStore, behind: bool) -> i64 {
+    if behind {
+        BEHIND_BATCH
+    } else if store.background_may_starve() && store.clicks_flowing() {
         BUSY_BATCH
     } else {
         MAX_BATCH
     }
+}
+
+/// Whether settling is behind after a round: the oldest click it found unjudged is older than
+/// `max_lag`. Judging lags by a round at least, so an empty outbox is never behind.
+fn is_behind(oldest_unjudged: Option<Millis>, now: Millis, max_lag: Millis) -> bool {
+    oldest_unjudged.is_some_and(|at| now - at > max_lag)
 }
 
 /// Clicks are stamped before they are committed; one stamped a little earlier may commit a
@@ -54,13 +71,16 @@ const COMMIT_SKEW_MS: Millis = 250;
 /// How often a node that does not settle checks whether the settling node is still there.
 const STANDBY: Duration = Duration::from_secs(1);
 
-pub async fn run(store: DynStore, lists: Arc<ScannerLists>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(store: DynStore, lists: Arc<ScannerLists>, max_lag: Millis, mut shutdown: watch::Receiver<bool>) {
     let mut recent = RecentClicks::default();
     let mut last_turn = None;
+    let mut behind = false;
     loop {
-        tokio::select! {
-            _ = store.yield_to_clicks() => {}
-            _ = shutdown.changed() => return,
+        if !behind {
+            tokio::select! {
+                _ = store.yield_to_clicks() => {}
+                _ = shutdown.changed() => return,
+            }
         }
         let turn = store.settler_turn().await.unwrap_or_else(|e| {
             tracing::warn!("cannot tell whether this node settles clicks: {e}");
@@ -78,9 +98,20 @@ pub async fn run(store: DynStore, lists: Arc<ScannerLists>, mut shutdown: watch:
                 _ = shutdown.changed() => return,
             }
         }
-        let batch = batch_size(&store);
+        let batch = batch_size(&store, behind);
         let busy = match settle_once(&store, &lists, &mut recent, now_millis(), batch).await {
-            Ok(n) => n,
+            Ok(round) => {
+                if is_behind(round.oldest_unjudged, now_millis(), max_lag) != behind {
+                    behind = !behind;
+                    tracing::info!(
+                        behind,
+                        "settling {} the clicks",
+                        if behind { "fell behind" } else { "caught up with" }
+                    );
+                    store.settle_urgently(behind);
+                }
+                round.moved
+            }
             Err(e) => {
                 tracing::warn!("settling clicks failed: {e}");
                 0
@@ -99,14 +130,22 @@ pub async fn run(store: DynStore, lists: Arc<ScannerLists>, mut shutdown: watch:
     }
 }
 
-/// One round of both phases; returns how many clicks it moved on.
+/// What a round did.
+pub struct Round {
+    /// Clicks judged or released, whichever is more.
+    pub moved: usize,
+    /// When the oldest click still unjudged at the start of the round was made.
+    pub oldest_unjudged: Option<Millis>,
+}
+
+/// One round of both phases.
 pub async fn settle_once(
     store: &DynStore,
     lists: &ScannerLists,
     recent: &mut RecentClicks,
     now: Millis,
     batch: i64,
-) -> StoreResult<usize> {
+) -> StoreResult<Round> {
     let t0 = std::time::Instant::now();
     let pending = store.pending_clicks(batch).await?;
     let t1 = std::time::Instant::now();
@@ -125,7 +164,7 @@ pub async fn settle_once(
             "settled a round"
         );
     }
-    Ok(judged.max(released))
+    Ok(Round { moved: judged.max(released), oldest_unjudged: pending.first().map(|c| c.at) })
 }
 
 fn as_nearby(c: &PendingClick) -> NearbyClick {
@@ -258,4 +297,17 @@ async fn release(store: &DynStore, frontier: Millis, batch: i64) -> StoreResult<
     METRICS.clicks_human.fetch_add(humans, Relaxed);
     METRICS.clicks_bot.fetch_add(n as u64 - humans, Relaxed);
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn behind_only_when_the_oldest_unjudged_click_is_older_than_the_bound() {
+        assert!(!is_behind(None, 100_000, 5_000), "an empty outbox is never behind");
+        assert!(!is_behind(Some(95_000), 100_000, 5_000), "exactly the bound is not behind");
+        assert!(is_behind(Some(94_999), 100_000, 5_000));
+        assert!(!is_behind(Some(100_500), 100_000, 5_000), "a click stamped after now (skew) is not behind");
+    }
 }

@@ -587,6 +587,9 @@ pub struct OutboxDepth {
 
 /// When a store's click writer last committed clicks: background work reads it to keep its
 /// transactions out of their way (`Store::clicks_flowing`).
+/// Background work waits for a quiet moment at most this long, then takes its turn anyway.
+const BACKGROUND_PARK: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[derive(Default)]
 pub(crate) struct LastClickCommit(std::sync::atomic::AtomicI64);
 
@@ -612,11 +615,16 @@ pub(crate) fn parse_reasons(stored: Option<&str>) -> Vec<String> {
 pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 
-    /// Whether background work (settling) may run at the lowest CPU priority. Not where its
-    /// transactions hold locks that other nodes wait on: a starved holder would stall them all.
+    /// Whether background work (settling) waits behind clicks in this store's own queue
+    /// (SQLite's one writer parks it while clicks flow), so its rounds must stay short.
     fn background_may_starve(&self) -> bool {
         true
     }
+
+    /// Said by the settler each round: whether it has fallen too far behind the clicks. While
+    /// it has, background writes stop yielding to clicks and take their turn with them, so that
+    /// under sustained load the outbox stays bounded and clicks slow down instead.
+    fn settle_urgently(&self, _urgent: bool) {}
 
     /// Whether this node settles clicks now, alone: `Some(turn)` while it does, `None` while
     /// another node does (nodes sharing a database elect one settler; when it dies, another
@@ -633,11 +641,15 @@ pub trait Store: Send + Sync + 'static {
         false
     }
 
-    /// Called by background work before each round: returns once clicks leave the database
-    /// room, or after at most a couple of seconds, so a saturated click path is not slowed down
-    /// by settling (which catches up afterwards). A store whose writer already puts clicks
-    /// first (SQLite's) returns at once.
-    async fn yield_to_clicks(&self) {}
+    /// Called by background work before each round while it is not behind: returns once clicks
+    /// leave the machine room, or after at most a couple of seconds, so a burst of clicks is
+    /// not slowed down by settling (which catches up afterwards).
+    async fn yield_to_clicks(&self) {
+        let until = std::time::Instant::now() + BACKGROUND_PARK;
+        while self.clicks_flowing() && std::time::Instant::now() < until {
+            tokio::time::sleep(std::time::Duration::from_millis(LastClickCommit::FLOWING_MS as u64 / 2)).await;
+        }
+    }
 
     // Accounts and keys.
     async fn create_account(&self, new: NewAccount) -> StoreResult<Account>;

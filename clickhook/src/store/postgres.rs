@@ -168,9 +168,6 @@ struct SettlerLock {
 
 const SETTLER_LOCK: &str = "SELECT pg_try_advisory_lock(hashtext('clickhook.settler.' || current_schema()))";
 
-/// Background work waits for a quiet moment at most this long, then takes its turn anyway.
-const BACKGROUND_PARK: std::time::Duration = std::time::Duration::from_secs(2);
-
 /// Splits our own `schema=NAME` parameter off a postgres URL (tests give each run a schema).
 fn split_schema(url: &str) -> (String, Option<String>) {
     let Some((base, query)) = url.split_once('?') else { return (url.to_string(), None) };
@@ -671,13 +668,6 @@ impl Store for PgStore {
             return Ok(Some(lock.turn));
         }
         Ok(None)
-    }
-
-    async fn yield_to_clicks(&self) {
-        let until = std::time::Instant::now() + BACKGROUND_PARK;
-        while self.last_click_commit.flowing() && std::time::Instant::now() < until {
-            tokio::time::sleep(std::time::Duration::from_millis(LastClickCommit::FLOWING_MS as u64 / 2)).await;
-        }
     }
 
     async fn create_account(&self, new: NewAccount) -> StoreResult<Account> {

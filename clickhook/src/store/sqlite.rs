@@ -60,6 +60,8 @@ pub struct SqliteStore {
     last_click_commit: Arc<LastClickCommit>,
     stop_checkpoints: Arc<std::sync::atomic::AtomicBool>,
     readers: Arc<Readers>,
+    /// The settler is behind: its writes no longer wait for a lull in the clicks.
+    urgent: std::sync::atomic::AtomicBool,
 }
 
 /// Read-only connections, at most `permits` in use: a burst of reads (a cold link cache under
@@ -179,6 +181,7 @@ impl SqliteStore {
             writer: tx,
             last_click_commit,
             stop_checkpoints: stop,
+            urgent: Default::default(),
             readers: Arc::new(Readers {
                 path: path.to_path_buf(),
                 idle: Mutex::new(Vec::new()),
@@ -196,12 +199,13 @@ impl SqliteStore {
         self.write_as(false, f).await
     }
 
-    /// Like `write`, for background work: it yields to clicks waiting for their commit.
+    /// Like `write`, for background work: it yields to clicks waiting for their commit, unless
+    /// the settler has fallen behind.
     async fn write_background<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
-        self.write_as(true, f).await
+        self.write_as(!self.urgent.load(std::sync::atomic::Ordering::Relaxed), f).await
     }
 
     async fn write_as<T: Send + 'static>(
@@ -724,6 +728,10 @@ impl Store for SqliteStore {
 
     fn clicks_flowing(&self) -> bool {
         self.last_click_commit.flowing()
+    }
+
+    fn settle_urgently(&self, urgent: bool) {
+        self.urgent.store(urgent, std::sync::atomic::Ordering::Relaxed);
     }
 
     async fn create_account(&self, new: NewAccount) -> StoreResult<Account> {
@@ -1951,5 +1959,64 @@ impl Store for SqliteStore {
         if self.writer.send(Msg::Close(tx)).is_ok() {
             let _ = rx.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn click() -> NewClick {
+        NewClick {
+            account_id: 1,
+            email_id: 1,
+            link_no: 0,
+            at: now_millis(),
+            head: false,
+            ip: None,
+            user_agent: String::new(),
+        }
+    }
+
+    /// How long a background write takes to commit while the writer is saturated: a thread
+    /// keeps more clicks queued than one transaction takes, so the queue never runs dry.
+    async fn background_write_under_saturation(store: &Arc<SqliteStore>) -> Duration {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let clicker = std::thread::spawn({
+            let (writer, stop) = (store.writer.clone(), stop.clone());
+            move || {
+                let mut outstanding = std::collections::VecDeque::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    while outstanding.len() < 5 * MAX_GROUP {
+                        let (tx, rx) = oneshot::channel();
+                        writer.send(Msg::Click(click(), tx)).unwrap();
+                        outstanding.push_back(rx);
+                    }
+                    outstanding.pop_front().unwrap().blocking_recv().unwrap().unwrap();
+                }
+            }
+        });
+        while !store.clicks_flowing() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let started = Instant::now();
+        store.write_background(|conn| conn.execute_batch("SELECT 1").map_err(db_err)).await.unwrap();
+        let took = started.elapsed();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        clicker.join().unwrap();
+        took
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn background_writes_stop_yielding_to_clicks_when_settling_is_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = Options { synchronous: "NORMAL", ..Options::default() };
+        let store = Arc::new(SqliteStore::open(&dir.path().join("t.db"), opts).await.unwrap());
+        let parked = background_write_under_saturation(&store).await;
+        assert!(parked >= BACKGROUND_MAX_WAIT, "a background write waits for a lull in the clicks: {parked:?}");
+        store.settle_urgently(true);
+        let urgent = background_write_under_saturation(&store).await;
+        assert!(urgent < BACKGROUND_MAX_WAIT / 2, "behind, it takes its turn with the clicks: {urgent:?}");
     }
 }
