@@ -5,7 +5,11 @@
 #     Prints the click rate, the delivered events/s (first POST to last), and the drain time.
 #  B. idle latency: single clicks, one at a time; time from click to webhook received (p50, max).
 #  C. backlog memory: the subscriber is down while $BACKLOG clicks pour in; peak RSS of clickhook.
-#  PARTS=AB (say) runs only those parts.
+#  D. sustained overload: wrk drives clicks for $SUSTAIN with the server at --max-settle-lag
+#     $SUSTAIN_LAG; every 5 s prints clicks taken, clicks unjudged, events undelivered, events
+#     received. The outbox must stop growing: it peaks near $SUSTAIN_LAG of clicks at full speed,
+#     then clicks slow to what clicks, settling and delivery together sustain.
+#  PARTS=AB (say) runs only those parts (default ABC; D takes $SUSTAIN and its drain).
 #
 # Server on cpu $SERVER_CPU; wrk and the sink on cpu $LOAD_CPU.
 # STORE=postgres runs it on PostgreSQL ($PG_URL; a schema per part, dropped after).
@@ -19,6 +23,8 @@ PORT=${PORT:-18180}
 SINK=${SINK:-19100}
 STORE=${STORE:-sqlite}
 PARTS=${PARTS:-ABC}
+SUSTAIN=${SUSTAIN:-90}
+SUSTAIN_LAG=${SUSTAIN_LAG:-10s}
 PG_URL=${PG_URL:-postgres://root@127.0.0.1:5432/test}
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
@@ -43,9 +49,10 @@ sql() { # db query
   if [ "$STORE" = postgres ]; then psql "${1%%\?*}" -Atq -c "SET search_path TO ${1##*schema=}" -c "$2"
   else python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])" "$1" "$2"; fi
 }
-serve() { # db
-  RUST_LOG=warn taskset -c "$SERVER_CPU" "$BIN" --db "$1" serve --listen "127.0.0.1:$PORT" --public-url "$BASE" \
-    --allow-private-targets >"$WORK/serve.log" 2>&1 &
+serve() { # db extra-args...
+  local db=$1; shift
+  RUST_LOG=warn taskset -c "$SERVER_CPU" "$BIN" --db "$db" serve --listen "127.0.0.1:$PORT" --public-url "$BASE" \
+    --allow-private-targets "$@" >"$WORK/serve.log" 2>&1 &
   SERVER=$!
   wait_up "$BASE/healthz"
 }
@@ -121,5 +128,46 @@ sleep 3
 EV=$(sql "$(db c)" "select count(*) from events")
 DL=$(sql "$(db c)" "select count(*) from deliveries")
 echo "   backlog: $EV events in $DL undelivered batches; peak RSS $(awk '/VmHWM/ {print $2/1024 " MB"}' /proc/$SERVER/status), now $(awk '/VmRSS/ {print $2/1024 " MB"}' /proc/$SERVER/status)"
+kill -TERM $SERVER; wait $SERVER || true
+fi
+
+if [[ $PARTS == *D* ]]; then
+echo "== D. sustained overload: clicks for ${SUSTAIN}s, --max-settle-lag $SUSTAIN_LAG ($STORE)"
+serve "$(db d)" --max-settle-lag "$SUSTAIN_LAG"
+python3 bench/setup_links.py "$BIN" "$(db d)" "$BASE" 10000 "http://127.0.0.1:$SINK/hook" >"$WORK/paths-d.txt"
+BEFORE=$(stat events)
+sample() { # -> "clicks unjudged undelivered received"
+  curl -s --max-time 5 "$BASE/metrics" | awk -v r="$(( $(stat events) - BEFORE ))" '
+    /^clickhook_clicks_recorded_total/ {c=$2} /^clickhook_outbox_pending_clicks/ {p=$2}
+    /^clickhook_delivery_backlog_events/ {b+=$2} END {printf "%d %d %d %d\n", c, p, b, r}'
+}
+taskset -c "$LOAD_CPU" wrk -t1 -c64 -d"${SUSTAIN}s" -s bench/clicks.lua "$BASE" -- "$WORK/paths-d.txt" >"$WORK/wrk-d.out" &
+WRK=$!
+T0=$(date +%s.%N)
+: >"$WORK/samples"
+while kill -0 $WRK 2>/dev/null; do
+  sleep 5
+  echo "$(python3 -c "import time; print(f'{time.time() - $T0:.0f}')") $(sample)" | tee -a "$WORK/samples" |
+    awk '{printf "   t=%3ss  clicks %8d  unjudged %8d  undelivered %7d  received %8d\n", $1, $2, $3, $4, $5}'
+done
+LOAD_END=$(date +%s.%N)
+for _ in $(seq 1 1200); do
+  read -r C P B R <<<"$(sample)"
+  [ "$P" -eq 0 ] && [ "$B" -eq 0 ] && [ "$R" -ge "$(sql "$(db d)" "select count(*) from events")" ] && break
+  sleep 0.5
+done
+python3 - "$WORK/samples" "$(date +%s.%N)" "$LOAD_END" "$C" "$R" <<'PY'
+import sys
+rows = [list(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
+end, load_end, clicks, received = float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+peak = max(r[2] + r[3] for r in rows)
+half = len(rows) // 2
+first, second = max(r[2] + r[3] for r in rows[:half]), max(r[2] + r[3] for r in rows[half:])
+t1 = rows[-1][0]
+print(f"   outbox (unjudged + undelivered) peak {peak:.0f}; first half {first:.0f}, second half {second:.0f}"
+      f" -> {'bounded' if second <= first * 1.1 else 'STILL GROWING'}")
+print(f"   {clicks} clicks ({clicks / t1:.0f}/s over the load), {received} events received"
+      f" ({rows[-1][4] / t1:.0f}/s during the load); all delivered {end - load_end:.1f} s after the clicks stopped")
+PY
 kill -TERM $SERVER; wait $SERVER || true
 fi

@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 
 use crate::api::AppState;
@@ -189,14 +189,12 @@ fn unavailable() -> Response {
 }
 
 /// `GET|HEAD /c/{token}`.
-pub async fn follow(
-    State(st): State<AppState>,
-    method: Method,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
+///
+/// It takes the request whole: axum's `HeaderMap`, `Uri` and `Method` extractors clone them,
+/// and on this path those clones cost more than the routing.
+pub async fn follow(State(st): State<AppState>, req: Request) -> Response {
     let started = Instant::now();
+    let (method, uri, headers) = (req.method(), req.uri(), req.headers());
     // The raw path, not a decoded one: a percent-encoded token is not the token.
     let token = uri.path().strip_prefix("/c/").unwrap_or_default();
     let link = match resolve(&st, token).await {
@@ -212,7 +210,9 @@ pub async fn follow(
     if !target.honeypot && link.location.is_none() {
         return not_found();
     }
-    let ip = client_ip(&st, peer, &headers);
+    // Served with connect info (startup); a missing one is a wiring bug, not a client's doing.
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
+    let ip = client_ip(&st, peer, headers);
     let ip = if st.settings.full_ip { ip.to_canonical() } else { anonymize(ip) };
     let user_agent = headers.get(header::USER_AGENT).map(|v| user_agent(v.as_bytes())).unwrap_or_default();
     let click = NewClick {
