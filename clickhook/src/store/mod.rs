@@ -585,11 +585,11 @@ pub struct OutboxDepth {
     pub events_total: i64,
 }
 
-/// When a store's click writer last committed clicks: background work reads it to keep its
-/// transactions out of their way (`Store::clicks_flowing`).
 /// Background work waits for a quiet moment at most this long, then takes its turn anyway.
 const BACKGROUND_PARK: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// When a store's click writer last committed clicks: background work reads it to keep its
+/// transactions out of their way (`Store::clicks_flowing`).
 #[derive(Default)]
 pub(crate) struct LastClickCommit(std::sync::atomic::AtomicI64);
 
