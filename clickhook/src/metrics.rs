@@ -56,6 +56,8 @@ pub struct Metrics {
     pub deliveries_failed_attempts: AtomicU64,
     pub deliveries_exhausted: AtomicU64,
     pub delivery_seconds: Histogram,
+    /// 1 while settling is more than `--max-settle-lag` behind the clicks and shares the machine.
+    pub settling_behind: AtomicU64,
 }
 
 pub static METRICS: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(|| Metrics {
@@ -70,6 +72,7 @@ pub static METRICS: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(|| M
     deliveries_failed_attempts: AtomicU64::new(0),
     deliveries_exhausted: AtomicU64::new(0),
     delivery_seconds: Histogram::new(&[0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0]),
+    settling_behind: AtomicU64::new(0),
 });
 
 impl Metrics {
@@ -134,6 +137,13 @@ impl Metrics {
             self.deliveries_exhausted.load(Relaxed)
         );
         self.delivery_seconds.render(&mut out, "clickhook_delivery_attempt_seconds", "Latency of webhook attempts.");
+        let _ = writeln!(
+            out,
+            "# HELP clickhook_settling_behind 1 while settling is more than --max-settle-lag behind the clicks \
+             and takes its share of the machine (redirects slow down).\n# TYPE clickhook_settling_behind gauge\n\
+             clickhook_settling_behind {}",
+            self.settling_behind.load(Relaxed)
+        );
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }

@@ -109,6 +109,7 @@ pub async fn run(store: DynStore, lists: Arc<ScannerLists>, max_lag: Millis, mut
                         if behind { "fell behind" } else { "caught up with" }
                     );
                     store.settle_urgently(behind);
+                    METRICS.settling_behind.store(u64::from(behind), Relaxed);
                 }
                 round.moved
             }

@@ -251,6 +251,8 @@ async fn bot_signals_and_settings() {
     assert!(value("clickhook_redirect_seconds_count") >= 8.0, "{metrics}");
     assert!(value("clickhook_commit_batch_size_count") >= 8.0, "{metrics}");
     assert_eq!(value("clickhook_outbox_pending_clicks"), 0.0, "{metrics}");
+    // No test server is anywhere near a minute behind.
+    assert_eq!(value("clickhook_settling_behind"), 0.0, "{metrics}");
 }
 
 #[tokio::test]
