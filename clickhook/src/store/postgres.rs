@@ -326,6 +326,22 @@ async fn insert_clicks(conn: &ClickConn, batch: &[ClickWaiter]) -> StoreResult<(
     Ok(())
 }
 
+/// A transaction whose queries walk indexes in order. Settling reads a bounded slice of the
+/// outbox (the first `limit` unjudged or held clicks) and joins each to its link and email.
+/// Without fresh statistics (autovacuum off, or not yet run on a table that grew by a million
+/// clicks) the planner takes the outbox for a few rows and hashes and sorts all of it instead:
+/// measured 270-470 ms a round with 200,000-350,000 clicks waiting, against 9-13 ms this way.
+/// The cost must follow the round's size, not the backlog's, whatever the statistics say.
+async fn by_index(c: &mut Client) -> StoreResult<tokio_postgres::Transaction<'_>> {
+    let tx = c.transaction().await.map_err(pg)?;
+    tx.batch_execute(
+        "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off",
+    )
+    .await
+    .map_err(pg)?;
+    Ok(tx)
+}
+
 // ---- row mapping ------------------------------------------------------------------------------
 
 const ACCOUNT_COLS: &str = "id, name, timezone, snippet_labels, click_filter, created_at";
@@ -1278,19 +1294,23 @@ impl Store for PgStore {
     }
 
     async fn pending_clicks(&self, limit: i64) -> StoreResult<Vec<PendingClick>> {
-        let c = self.pool.get().await?;
-        let rows = c
+        let mut c = self.pool.get().await?;
+        let tx = by_index(&mut c).await?;
+        // The limit applies before the joins, so a round reads `limit` clicks, not the backlog.
+        let rows = tx
             .query(
                 "SELECT c.id, coalesce(e.account_id, 0), c.email_id, c.link_no, c.at, c.head, c.ip, c.user_agent, \
                  coalesce(e.sent_at, 0), coalesce(l.honeypot, FALSE), a.click_filter, coalesce(l.url, '') \
-                 FROM clicks c LEFT JOIN emails e ON e.id = c.email_id \
+                 FROM (SELECT * FROM clicks WHERE verdict IS NULL ORDER BY id LIMIT $1) c \
+                 LEFT JOIN emails e ON e.id = c.email_id \
                  LEFT JOIN links l ON l.email_id = c.email_id AND l.link_no = c.link_no \
                  LEFT JOIN accounts a ON a.id = e.account_id \
-                 WHERE c.verdict IS NULL ORDER BY c.id LIMIT $1",
+                 ORDER BY c.id",
                 &[&limit],
             )
             .await
             .map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
         Ok(rows
             .iter()
             .map(|r| PendingClick {
@@ -1311,8 +1331,9 @@ impl Store for PgStore {
     }
 
     async fn clicks_near(&self, email_ids: Vec<i64>, from: Millis, to: Millis) -> StoreResult<Vec<NearbyClick>> {
-        let c = self.pool.get().await?;
-        let rows = c
+        let mut c = self.pool.get().await?;
+        let tx = by_index(&mut c).await?;
+        let rows = tx
             .query(
                 "SELECT e.click_id, e.email_id, e.link_no, e.at, e.honeypot, c.released, c.reasons \
                  FROM email_clicks e JOIN clicks c ON c.id = e.click_id \
@@ -1321,6 +1342,7 @@ impl Store for PgStore {
             )
             .await
             .map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
         Ok(rows
             .iter()
             .map(|r| NearbyClick {
@@ -1395,8 +1417,9 @@ impl Store for PgStore {
     }
 
     async fn held_clicks(&self, frontier: Millis, limit: i64) -> StoreResult<Vec<HeldClick>> {
-        let c = self.pool.get().await?;
-        let rows = c
+        let mut c = self.pool.get().await?;
+        let tx = by_index(&mut c).await?;
+        let rows = tx
             .query(
                 "SELECT c.id, c.account_id, c.email_id, coalesce(l.url, ''), c.at, c.verdict, a.click_filter \
                  FROM clicks c LEFT JOIN links l ON l.email_id = c.email_id AND l.link_no = c.link_no \
@@ -1406,6 +1429,7 @@ impl Store for PgStore {
             )
             .await
             .map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
         Ok(rows
             .iter()
             .map(|r| HeldClick {
