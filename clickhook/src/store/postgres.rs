@@ -21,6 +21,7 @@ use crate::domain::{CampaignStatus, EmailAddress};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_init.sql"),
     include_str!("../../migrations/postgres/0002_delivery.sql"),
+    include_str!("../../migrations/postgres/0003_click_groups.sql"),
 ];
 
 /// Advisory locks are per database, not per schema: their keys include the schema, so that
@@ -242,6 +243,9 @@ async fn migrate(c: &mut Client, schema: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// At most this many clicks are taken in from their groups by a list request.
+const LIST_TAKES_IN: i64 = 10_000;
+
 /// How many group INSERTs may be on the wire at once, pipelined on the click connection.
 const CLICK_PIPELINE: usize = 2;
 
@@ -258,8 +262,8 @@ impl ClickConn {
         let client = pool.connect_on(&tokio::runtime::Handle::current()).await?;
         let insert = client
             .prepare(
-                "INSERT INTO clicks (account_id, email_id, link_no, at, head, ip, user_agent) \
-                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bool[], $6::text[], $7::text[])",
+                "INSERT INTO click_groups (clicks, account_ids, email_ids, link_nos, ats, heads, ips, user_agents) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .await
             .map_err(pg)?;
@@ -267,10 +271,11 @@ impl ClickConn {
     }
 }
 
-/// Group commit: everything queued goes in one INSERT (its own transaction). Clicks have a
-/// connection of their own, so they never queue behind background work for a pooled one, and
-/// the next group is sent while the previous one commits. Bigger groups beat more of them:
-/// each costs PostgreSQL a round of planning, WAL and a flush whatever its size.
+/// Group commit: everything queued goes in one row of `click_groups` (its own transaction;
+/// settling turns it into rows of `clicks`, see [`take_in_groups`]). Clicks have a connection
+/// of their own, so they never queue behind background work for a pooled one, and the next
+/// group is sent while the previous one commits. Bigger groups beat more of them: each costs
+/// PostgreSQL a round of WAL and a flush whatever its size.
 async fn click_writer(
     pool: Arc<Pool>,
     mut rx: mpsc::UnboundedReceiver<ClickWaiter>,
@@ -321,9 +326,33 @@ async fn insert_clicks(conn: &ClickConn, batch: &[ClickWaiter]) -> StoreResult<(
         ips.push(c.ip.as_deref());
         agents.push(c.user_agent.as_str());
     }
-    let params: [Param; 7] = [&accounts, &emails, &links, &ats, &heads, &ips, &agents];
+    let count = i32::try_from(n).expect("groups are capped at 4096 clicks");
+    let params: [Param; 8] = [&count, &accounts, &emails, &links, &ats, &heads, &ips, &agents];
     conn.client.execute(&conn.insert, &params).await.map_err(pg)?;
     Ok(())
+}
+
+/// Moves the oldest groups of answered clicks into `clicks`, a row each in the order they
+/// were answered, until about `limit` clicks have moved (whole groups; at least one). A group
+/// is deleted by the statement that inserts its clicks, so a click is never in both tables nor
+/// in neither; groups another node is taking in are skipped, not waited for.
+async fn take_in_groups(c: &Client, limit: i64) -> StoreResult<u64> {
+    c.execute(
+        "WITH next AS ( \
+             SELECT id FROM (SELECT id, clicks, sum(clicks) OVER (ORDER BY id) AS upto \
+                             FROM (SELECT id, clicks FROM click_groups ORDER BY id LIMIT $1 \
+                                   FOR UPDATE SKIP LOCKED) g) s \
+             WHERE upto - clicks < $1), \
+         taken AS (DELETE FROM click_groups WHERE id IN (SELECT id FROM next) RETURNING *) \
+         INSERT INTO clicks (account_id, email_id, link_no, at, head, ip, user_agent) \
+         SELECT u.account_id, u.email_id, u.link_no, u.at, u.head, u.ip, u.user_agent \
+         FROM taken, unnest(taken.account_ids, taken.email_ids, taken.link_nos, taken.ats, taken.heads, taken.ips, \
+                            taken.user_agents) WITH ORDINALITY AS u(account_id, email_id, link_no, at, head, ip, user_agent, n) \
+         ORDER BY taken.id, u.n",
+        &[&limit],
+    )
+    .await
+    .map_err(pg)
 }
 
 /// A transaction whose queries walk indexes in order. Settling reads a bounded slice of the
@@ -1234,6 +1263,10 @@ impl Store for PgStore {
 
     async fn list_clicks(&self, account_id: i64, q: ClickQuery) -> StoreResult<(i64, Vec<ClickRecord>)> {
         let c = self.pool.get().await?;
+        // The clicks answered a moment ago are listed too, unjudged, unless settling is far
+        // behind: then the newest wait their turn (taking in the whole backlog here would make
+        // a list request as slow as settling it).
+        take_in_groups(&c, LIST_TAKES_IN).await?;
         let mut f = Filter::default();
         f.and("c.account_id = $?", account_id);
         if let Some(v) = q.campaign_id {
@@ -1295,6 +1328,7 @@ impl Store for PgStore {
 
     async fn pending_clicks(&self, limit: i64) -> StoreResult<Vec<PendingClick>> {
         let mut c = self.pool.get().await?;
+        take_in_groups(&c, limit).await?;
         let tx = by_index(&mut c).await?;
         // The limit applies before the joins, so a round reads `limit` clicks, not the backlog.
         let rows = tx
@@ -1496,6 +1530,7 @@ impl Store for PgStore {
         let r = c
             .query_one(
                 "SELECT (SELECT count(*) FROM clicks WHERE verdict IS NULL) \
+                 + (SELECT coalesce(sum(clicks), 0) FROM click_groups) \
                  + (SELECT count(*) FROM clicks WHERE verdict IS NOT NULL AND NOT released), (SELECT count(*) FROM events)",
                 &[],
             )

@@ -180,7 +180,7 @@ async fn kill_9_loses_no_answered_click() {
     assert!(answered.len() > 100, "load was applied: {} answered clicks", answered.len());
 
     assert_eq!(node.db.integrity().await, "ok");
-    let rows = node.db.texts("SELECT user_agent FROM clicks").await;
+    let rows = node.db.stored_click_agents().await;
     let stored: HashSet<String> = rows.iter().cloned().collect();
     assert_eq!(rows.len(), stored.len(), "a click was stored twice");
     let lost: Vec<_> = answered.difference(&stored).collect();
@@ -189,7 +189,7 @@ async fn kill_9_loses_no_answered_click() {
     // Restarted, the node settles what the dead one left: one event per human click.
     let mut server = node.start(&[]).await;
     let deadline = Instant::now() + Duration::from_secs(20);
-    while node.sql("SELECT count(*) FROM clicks WHERE NOT released").await > 0 {
+    while node.db.unsettled_clicks().await > 0 {
         assert!(Instant::now() < deadline, "clicks were not settled after the restart");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -278,6 +278,6 @@ async fn sigterm_drains_and_exits_cleanly() {
     }
     let answered = answered.lock().unwrap().len() as i64;
     assert!(answered > 50);
-    assert!(node.sql("SELECT count(*) FROM clicks").await >= answered);
+    assert!(node.db.stored_click_agents().await.len() as i64 >= answered);
     assert_eq!(node.db.integrity().await, "ok");
 }

@@ -100,6 +100,26 @@ impl Db {
         }
     }
 
+    /// The user agent of every stored click, wherever it is stored: on PostgreSQL a click
+    /// answered a moment ago may still be in its group (`click_groups`), not yet in `clicks`.
+    pub async fn stored_click_agents(&self) -> Vec<String> {
+        if on_postgres() {
+            self.texts("SELECT user_agent FROM clicks UNION ALL SELECT unnest(user_agents) FROM click_groups").await
+        } else {
+            self.texts("SELECT user_agent FROM clicks").await
+        }
+    }
+
+    /// Stored clicks not yet released (judged and, for a person's, turned into an event).
+    pub async fn unsettled_clicks(&self) -> i64 {
+        let unreleased = self.i64("SELECT count(*) FROM clicks WHERE NOT released").await;
+        if on_postgres() {
+            unreleased + self.i64("SELECT coalesce(sum(clicks), 0) FROM click_groups").await
+        } else {
+            unreleased
+        }
+    }
+
     /// SQLite's own check of the file; PostgreSQL has none to offer short of extensions, and
     /// its crash safety is its WAL's, not ours.
     pub async fn integrity(&self) -> String {

@@ -25,7 +25,7 @@ async fn two_nodes_starting_at_once_on_an_empty_database_both_come_up() {
     let db = Db(fresh_db(dir.path()));
     let (a, b) = (Node::bare(&db), Node::bare(&db));
     let (_sa, _sb) = tokio::join!(a.start(&[]), b.start(&[]));
-    assert_eq!(db.i64("SELECT version FROM schema_version").await, 2);
+    assert_eq!(db.i64("SELECT version FROM schema_version").await, 3);
     assert_eq!(db.i64("SELECT count(*) FROM schema_version").await, 1);
     for n in [&a, &b] {
         let r = n.client.get(format!("{}/healthz", n.base)).send().await.unwrap();
@@ -74,7 +74,7 @@ async fn two_nodes_one_killed_lose_nothing_and_never_overlap_a_batch() {
 
     let answered: HashSet<String> = answered_a.lock().unwrap().union(&answered_b.lock().unwrap()).cloned().collect();
     assert!(answered_a.lock().unwrap().len() > 50 && answered_b.lock().unwrap().len() > 50, "both nodes took clicks");
-    let rows = a.db.texts("SELECT user_agent FROM clicks").await;
+    let rows = a.db.stored_click_agents().await;
     let stored: HashSet<String> = rows.iter().cloned().collect();
     assert_eq!(rows.len(), stored.len(), "a click was stored twice");
     let lost: Vec<_> = answered.difference(&stored).collect();
@@ -83,7 +83,7 @@ async fn two_nodes_one_killed_lose_nothing_and_never_overlap_a_batch() {
     // Every event reaches the receiver: the batches it got (distinct webhook-ids) add up to them.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let unsettled = a.sql("SELECT count(*) FROM clicks WHERE NOT released").await;
+        let unsettled = a.db.unsettled_clicks().await;
         let events = a.sql("SELECT count(*) FROM events").await;
         let mut seen = HashSet::new();
         let mut delivered = 0;

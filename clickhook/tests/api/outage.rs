@@ -172,7 +172,7 @@ async fn clicks_during_a_database_outage_get_503_and_service_resumes_by_itself()
 
     // Never a 302 without a stored click. (A 503 may still have been stored: its commit can
     // succeed just as the connection breaks; the client retries, and a duplicate is harmless.)
-    let stored: HashSet<String> = node.db.texts("SELECT user_agent FROM clicks").await.into_iter().collect();
+    let stored: HashSet<String> = node.db.stored_click_agents().await.into_iter().collect();
     let lost: Vec<_> = seen.iter().filter(|(ua, (s, _))| *s == 302 && !stored.contains(*ua)).collect();
     assert!(lost.is_empty(), "answered 302 but not stored: {lost:?}");
 }
