@@ -335,13 +335,15 @@ async fn insert_clicks(conn: &ClickConn, batch: &[ClickWaiter]) -> StoreResult<(
 /// Moves the oldest groups of answered clicks into `clicks`, a row each in the order they
 /// were answered, until about `limit` clicks have moved (whole groups; at least one). A group
 /// is deleted by the statement that inserts its clicks, so a click is never in both tables nor
-/// in neither; groups another node is taking in are skipped, not waited for.
+/// in neither. A group another node is taking in is waited for, not skipped: once this returns,
+/// every group older than those it took in is in `clicks`, so the settler's judging frontier
+/// (the oldest unjudged click it read) cannot pass a click still in a group. Both lock groups in
+/// id order, so they cannot deadlock.
 async fn take_in_groups(c: &Client, limit: i64) -> StoreResult<u64> {
     c.execute(
         "WITH next AS ( \
              SELECT id FROM (SELECT id, clicks, sum(clicks) OVER (ORDER BY id) AS upto \
-                             FROM (SELECT id, clicks FROM click_groups ORDER BY id LIMIT $1 \
-                                   FOR UPDATE SKIP LOCKED) g) s \
+                             FROM (SELECT id, clicks FROM click_groups ORDER BY id LIMIT $1 FOR UPDATE) g) s \
              WHERE upto - clicks < $1), \
          taken AS (DELETE FROM click_groups WHERE id IN (SELECT id FROM next) RETURNING *) \
          INSERT INTO clicks (account_id, email_id, link_no, at, head, ip, user_agent) \
