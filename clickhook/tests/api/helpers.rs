@@ -111,12 +111,16 @@ impl Db {
     }
 
     /// Stored clicks not yet released (judged and, for a person's, turned into an event).
+    /// One statement, so one snapshot: a group taken in between two reads is counted once.
     pub async fn unsettled_clicks(&self) -> i64 {
-        let unreleased = self.i64("SELECT count(*) FROM clicks WHERE NOT released").await;
         if on_postgres() {
-            unreleased + self.i64("SELECT coalesce(sum(clicks), 0) FROM click_groups").await
+            self.i64(
+                "SELECT (SELECT count(*) FROM clicks WHERE NOT released) \
+                 + (SELECT coalesce(sum(clicks), 0) FROM click_groups)",
+            )
+            .await
         } else {
-            unreleased
+            self.i64("SELECT count(*) FROM clicks WHERE NOT released").await
         }
     }
 
