@@ -311,3 +311,20 @@ async fn a_later_click_overrules_an_earlier_held_one() {
     }
     assert_eq!(app.sql_i64("SELECT count(*) FROM events").await, 0);
 }
+
+/// A click is listed as soon as it is answered, settled or not: on PostgreSQL it is then still
+/// in its group, and the list takes it in rather than wait for the settler (which looks every
+/// 100 ms, so this list, made at once, nearly always comes first).
+#[tokio::test]
+async fn a_click_is_listed_as_soon_as_it_is_answered() {
+    let app = shared();
+    let (_, key) = app.account("UTC").await;
+    let c = app.campaign(&key, 1).await;
+    app.enroll(&key, c, "at-once@example.com").await;
+    let sent = app.send_html(&key, c, "at-once@example.com", "<a href=\"https://example.com/now\">now</a>").await;
+    let r = app.client.get(sent["links"][0]["tracked_url"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    let listed = app.get("/rest/v2/clicks", &key).await;
+    assert_eq!(listed.total(), 1, "{}", listed.text);
+    assert_eq!(listed.body[0]["url"], "https://example.com/now");
+}
