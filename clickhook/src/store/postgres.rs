@@ -249,6 +249,18 @@ const LIST_TAKES_IN: i64 = 10_000;
 /// How many group INSERTs may be on the wire at once, pipelined on the click connection.
 const CLICK_PIPELINE: usize = 2;
 
+/// A group this big goes on the wire at once; a smaller one waits while another is on the wire,
+/// gathering the clicks that arrive meanwhile, and goes when it fills up or that one commits
+/// (Nagle's rule, for commits). Each commit costs PostgreSQL ~75 µs of CPU whatever its size,
+/// each click in it ~1 µs (pgbench, one connection), and under load that CPU is what limits
+/// the click path. Measured with 64 connections (bench/click.sh, alternating 10 s runs): groups
+/// of 20 and 3.9-4.0 µs of PostgreSQL CPU per click without the rule, 23.5 and 3.1-3.2 µs with
+/// 24, throughput up 5-10%; 16 and 32 were in between.
+const FULL_GROUP: usize = 24;
+
+/// Most clicks in one group.
+const MAX_GROUP: usize = 4096;
+
 /// The connection clicks are written on, with its INSERT prepared once.
 struct ClickConn {
     client: Client,
@@ -274,22 +286,33 @@ impl ClickConn {
 /// Group commit: everything queued goes in one row of `click_groups` (its own transaction;
 /// settling turns it into rows of `clicks`, see [`take_in_groups`]). Clicks have a connection
 /// of their own, so they never queue behind background work for a pooled one, and the next
-/// group is sent while the previous one commits. Bigger groups beat more of them: each costs
-/// PostgreSQL a round of WAL and a flush whatever its size.
+/// group is sent while the previous one commits, once it is worth a commit of its own
+/// ([`FULL_GROUP`]). Bigger groups beat more of them: each costs PostgreSQL a round of WAL and
+/// a flush whatever its size.
 async fn click_writer(
     pool: Arc<Pool>,
     mut rx: mpsc::UnboundedReceiver<ClickWaiter>,
     last_commit: Arc<LastClickCommit>,
 ) {
     let inflight = Arc::new(Semaphore::new(CLICK_PIPELINE));
+    let committed = Arc::new(tokio::sync::Notify::new());
     let mut conn: Option<Arc<ClickConn>> = None;
     while let Some(first) = rx.recv().await {
         let permit = inflight.clone().acquire_owned().await.expect("never closed");
         let mut batch = vec![first];
-        while batch.len() < 4096 {
-            match rx.try_recv() {
-                Ok(c) => batch.push(c),
-                Err(_) => break,
+        take_queued(&mut rx, &mut batch);
+        // Nagle: while another group is on the wire (we hold a permit, it holds the other),
+        // a small group gathers what arrives until it is full or that one has committed.
+        while batch.len() < FULL_GROUP && inflight.available_permits() < CLICK_PIPELINE - 1 {
+            tokio::select! {
+                click = rx.recv() => match click {
+                    Some(c) => {
+                        batch.push(c);
+                        take_queued(&mut rx, &mut batch);
+                    }
+                    None => break,
+                },
+                _ = committed.notified() => {}
             }
         }
         let c = match conn.as_ref().filter(|c| !c.client.is_closed()) {
@@ -297,18 +320,29 @@ async fn click_writer(
             None => ClickConn::open(&pool).await.inspect(|c| conn = Some(c.clone())),
         };
         let last_commit = last_commit.clone();
+        let committed = committed.clone();
         tokio::spawn(async move {
             let result = match c {
                 Ok(c) => insert_clicks(&c, &batch).await,
                 Err(e) => Err(e),
             };
+            drop(permit);
+            committed.notify_one();
             last_commit.mark();
             crate::metrics::METRICS.observe_commit(batch.len());
             for (_, tx) in batch {
                 let _ = tx.send(result.clone());
             }
-            drop(permit);
         });
+    }
+}
+
+fn take_queued(rx: &mut mpsc::UnboundedReceiver<ClickWaiter>, batch: &mut Vec<ClickWaiter>) {
+    while batch.len() < MAX_GROUP {
+        match rx.try_recv() {
+            Ok(c) => batch.push(c),
+            Err(_) => break,
+        }
     }
 }
 
@@ -326,7 +360,7 @@ async fn insert_clicks(conn: &ClickConn, batch: &[ClickWaiter]) -> StoreResult<(
         ips.push(c.ip.as_deref());
         agents.push(c.user_agent.as_str());
     }
-    let count = i32::try_from(n).expect("groups are capped at 4096 clicks");
+    let count = i32::try_from(n).expect("groups are capped at MAX_GROUP clicks");
     let params: [Param; 8] = [&count, &accounts, &emails, &links, &ats, &heads, &ips, &agents];
     conn.client.execute(&conn.insert, &params).await.map_err(pg)?;
     Ok(())
