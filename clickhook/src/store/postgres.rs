@@ -253,7 +253,7 @@ const CLICK_PIPELINE: usize = 2;
 /// A group this big goes on the wire at once; a smaller one waits while another is on the wire,
 /// gathering the clicks that arrive meanwhile, and goes when it fills up or that one commits
 /// (Nagle's rule, for commits). Each commit costs PostgreSQL ~75 µs of CPU whatever its size,
-/// each click in it ~1 µs (pgbench, one connection), and under load that CPU is what limits
+/// each click in it ~0.8 µs (pgbench, one connection), and under load that CPU is what limits
 /// the click path. Measured with 64 connections (bench/click.sh, alternating 10 s runs): groups
 /// of 20 and 3.9-4.0 µs of PostgreSQL CPU per click without the rule, 23.5 and 3.1-3.2 µs with
 /// 24, throughput up 5-10%; 16 and 32 were in between.
