@@ -140,7 +140,7 @@ impl Db {
         c
     }
 
-    async fn pg(&self) -> tokio_postgres::Client {
+    pub async fn pg(&self) -> tokio_postgres::Client {
         let (url, schema) = self.0.split_once("?schema=").unwrap_or((&self.0, "public"));
         let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(conn);

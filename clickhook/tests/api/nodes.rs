@@ -1,5 +1,6 @@
-//! Several nodes on one PostgreSQL behave as one system. These tests need shared storage, so
-//! they run in the PostgreSQL half of the suite (`./test.sh`) and say so in the SQLite half.
+//! Several nodes on one PostgreSQL behave as one system, and its click writer groups commits.
+//! These tests need PostgreSQL, so they run in the PostgreSQL half of the suite (`./test.sh`)
+//! and say so in the SQLite half.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -32,6 +33,44 @@ async fn two_nodes_starting_at_once_on_an_empty_database_both_come_up() {
         let r = n.client.get(format!("{}/healthz", n.base)).send().await.unwrap();
         assert_eq!(r.status(), 200);
     }
+}
+
+/// While a group of clicks is on the wire, clicks that arrive meanwhile wait for it to commit and
+/// go together once it has (fewer than `FULL_GROUP` of them), not one group each as they come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clicks_arriving_during_a_commit_go_in_one_group_after_it() {
+    if skipped() {
+        return;
+    }
+    let a = Node::new();
+    // Hold the settler's lock, so that the node never takes the groups into `clicks`.
+    let settler = a.db.pg().await;
+    settler.batch_execute("SELECT pg_advisory_lock(hashtext('clickhook.settler.' || current_schema()))").await.unwrap();
+    let _server = a.start(&[]).await;
+    let link = a.links(1, 1).await.remove(0);
+    let click = |n: &Node| {
+        let (client, link) = (n.client.clone(), link.clone());
+        tokio::spawn(async move { client.get(link).send().await.unwrap().status() })
+    };
+    // The click connection is open and its INSERT prepared; the next group then waits on the
+    // wire for a table lock until the lock is let go.
+    assert_eq!(click(&a).await.unwrap(), 302);
+    let blocker = a.db.pg().await;
+    blocker.batch_execute("BEGIN; LOCK TABLE click_groups IN SHARE MODE").await.unwrap();
+    let mut clicks = vec![click(&a)];
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // One click alone, then four: without the rule the lone one would go at once as a group.
+    clicks.push(click(&a));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    clicks.extend((0..4).map(|_| click(&a)));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    blocker.batch_execute("COMMIT").await.unwrap();
+    for c in clicks {
+        assert_eq!(c.await.unwrap(), 302);
+    }
+    let groups: Vec<i32> =
+        settler.query_one("SELECT array_agg(clicks ORDER BY id) FROM click_groups", &[]).await.unwrap().get(0);
+    assert_eq!(groups, vec![1, 1, 5]);
 }
 
 /// Clicks spread over two nodes; one is killed mid-run and restarted. Every answered click is
