@@ -12,7 +12,8 @@ use clickhook::click::classify::{classify, ScannerLists};
 use clickhook::click::recent::{Around, RecentClicks, Seen};
 use clickhook::click::rewrite;
 use clickhook::click::token::{LinkKeys, LinkRef};
-use clickhook::store::{self, ClickFilter, Enrollment, EventContext, PendingClick, Prospect};
+use clickhook::domain::{ClickFilter, Enrollment, Prospect, ProspectStatus, StepType};
+use clickhook::store::{self, EventContext, PendingClick};
 
 fn keys() -> Arc<LinkKeys> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -45,8 +46,8 @@ fn context() -> EventContext {
         industry: "IT".into(),
         state: "California".into(),
         snippets: Default::default(),
-        status: "ACTIVE".into(),
-        interested: String::new(),
+        status: ProspectStatus::Active,
+        interested: None,
         imported: "saasinamerica.csv".into(),
         last_contacted: Some(1_742_477_554_000),
         in_campaign: 2,
@@ -65,7 +66,7 @@ fn context() -> EventContext {
             campaign_id: 123456,
             prospect_id: 1234567890,
             step: Some(2),
-            step_type: Some("EMAIL".into()),
+            step_type: Some(StepType::Email),
             emails_sent: 2,
             followup_after: None,
             mailbox: Some("jared.dunn@piedpiper.com".into()),

@@ -1,16 +1,74 @@
-//! Settings of a running server, after the command line has been parsed.
+//! Settings of a running server: the `serve` flags, parsed once. Their defaults exist only
+//! here, in [`ServeArgs`]; [`Settings::new`] takes them from it.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::{Args, CommandFactory, FromArgMatches, Parser};
+
 use crate::click::classify::ScannerLists;
+use crate::store::Durability;
+
+/// `clickhook serve`'s flags. Each also reads `CLICKHOOK_<FLAG>`.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    #[arg(long, env = "CLICKHOOK_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Base URL of tracked links, as recipients reach this service.
+    #[arg(long, env = "CLICKHOOK_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+    pub public_url: String,
+    /// Largest request body accepted; larger ones get 413.
+    #[arg(long, env = "CLICKHOOK_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Take the client address from X-Forwarded-For (only behind your own proxy).
+    #[arg(long, env = "CLICKHOOK_TRUST_PROXY")]
+    pub trust_proxy: bool,
+    /// Keep full client IP addresses instead of anonymised ones.
+    #[arg(long, env = "CLICKHOOK_FULL_IP")]
+    pub full_ip: bool,
+    /// Allow webhook targets on loopback and private networks.
+    #[arg(long, env = "CLICKHOOK_ALLOW_PRIVATE_TARGETS")]
+    pub allow_private_targets: bool,
+    /// Events within this window go to a target in one POST.
+    #[arg(long, env = "CLICKHOOK_BATCH_WINDOW", default_value = "1s", value_parser = parse_duration)]
+    pub batch_window: Duration,
+    /// Delays between delivery attempts, comma-separated.
+    #[arg(long, env = "CLICKHOOK_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h", value_parser = parse_schedule)]
+    pub retry_schedule: Schedule,
+    /// `process`: a click is answered once committed, which survives the process being killed;
+    /// `power`: also wait for fsync, which survives power loss, at a cost in throughput.
+    #[arg(long, env = "CLICKHOOK_DURABILITY", default_value = "process")]
+    pub durability: Durability,
+    /// Give up on a delivery attempt after this long.
+    #[arg(long, env = "CLICKHOOK_DELIVERY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub delivery_timeout: Duration,
+    /// Disable a subscription that has failed without a success for this long.
+    #[arg(long, env = "CLICKHOOK_DISABLE_AFTER", default_value = "5d", value_parser = parse_duration)]
+    pub disable_after: Duration,
+    /// Attempts in flight at once to one subscription.
+    #[arg(long, env = "CLICKHOOK_ENDPOINT_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub endpoint_concurrency: u16,
+    /// How far webhooks may fall behind the clicks under overload: a burst shorter than this
+    /// is redirected at full speed and settled afterwards; beyond it, settling takes its share
+    /// of the machine and clicks slow down, so the outbox stays bounded.
+    #[arg(long, env = "CLICKHOOK_MAX_SETTLE_LAG", default_value = "60s", value_parser = parse_duration)]
+    pub max_settle_lag: Duration,
+    /// A scanner list to use instead of the built-in one (format: data/scanners.txt).
+    #[arg(long, env = "CLICKHOOK_SCANNER_LIST")]
+    pub scanner_list: Option<PathBuf>,
+}
+
+/// Delays between delivery attempts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule(pub Vec<Duration>);
 
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// `--db`: an SQLite path or a `postgres://` URL.
     pub db: String,
     pub listen: String,
-    /// Base of tracked links, without a trailing slash.
+    /// Base of tracked links, without a trailing slash; empty means this listener's address.
     pub public_url: String,
     pub max_body_bytes: usize,
     pub trust_proxy: bool,
@@ -31,35 +89,53 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Defaults for a server on `db`, as `clickhook serve` has them.
+    /// The settings `clickhook serve` runs with when given no flags (environment ignored).
     pub fn new(db: impl Into<String>) -> Self {
-        Settings {
-            db: db.into(),
-            listen: "127.0.0.1:8080".into(),
-            public_url: "http://127.0.0.1:8080".into(),
-            max_body_bytes: 32 * 1024 * 1024,
-            trust_proxy: false,
-            full_ip: false,
-            allow_private_targets: false,
-            batch_window: Duration::from_secs(1),
-            retry_schedule: default_retry_schedule(),
-            delivery_timeout: Duration::from_secs(10),
-            disable_after: Duration::from_secs(5 * 86_400),
-            endpoint_concurrency: 4,
-            max_settle_lag: Duration::from_secs(60),
-            scanners: Arc::new(ScannerLists::built_in()),
+        #[derive(Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            serve: ServeArgs,
         }
+        let cmd = Defaults::command().mut_args(|a| a.env(None));
+        let matches = cmd.get_matches_from(["serve"]);
+        let args = ServeArgs::from_arg_matches(&matches).expect("the serve flags' defaults parse");
+        Self::from_args(db, args).expect("the serve flags' defaults are valid")
+    }
+
+    /// Settings from parsed flags; reads the scanner list a flag names.
+    pub fn from_args(db: impl Into<String>, a: ServeArgs) -> anyhow::Result<Self> {
+        let public_url = a.public_url.trim_end_matches('/').to_string();
+        url::Url::parse(&public_url).map_err(|e| anyhow::anyhow!("--public-url is not a URL: {e}"))?;
+        let scanners = match &a.scanner_list {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("--scanner-list {}: {e}", path.display()))?;
+                ScannerLists::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            }
+            None => ScannerLists::built_in(),
+        };
+        Ok(Settings {
+            db: db.into(),
+            listen: a.listen,
+            public_url,
+            max_body_bytes: a.max_body_bytes,
+            trust_proxy: a.trust_proxy,
+            full_ip: a.full_ip,
+            allow_private_targets: a.allow_private_targets,
+            batch_window: a.batch_window,
+            retry_schedule: a.retry_schedule.0,
+            delivery_timeout: a.delivery_timeout,
+            disable_after: a.disable_after,
+            endpoint_concurrency: usize::from(a.endpoint_concurrency),
+            max_settle_lag: a.max_settle_lag,
+            scanners: Arc::new(scanners),
+        })
     }
 }
 
-/// 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: about 27.6 hours in all.
-pub fn default_retry_schedule() -> Vec<Duration> {
-    [5, 300, 1800, 7200, 18000, 36000, 36000].into_iter().map(Duration::from_secs).collect()
-}
-
 /// Parses `5s,5m,30m,2h` (units ms, s, m, h, d).
-pub fn parse_schedule(s: &str) -> Result<Vec<Duration>, String> {
-    s.split(',').map(|p| parse_duration(p.trim())).collect()
+pub fn parse_schedule(s: &str) -> Result<Schedule, String> {
+    s.split(',').map(|p| parse_duration(p.trim())).collect::<Result<_, _>>().map(Schedule)
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -82,9 +158,18 @@ mod tests {
 
     #[test]
     fn schedules() {
-        assert_eq!(parse_schedule("5s,5m,2h").unwrap(), [5, 300, 7200].map(Duration::from_secs));
+        assert_eq!(parse_schedule("5s,5m,2h").unwrap().0, [5, 300, 7200].map(Duration::from_secs));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_schedule("5x").is_err());
         assert!(parse_schedule("").is_err());
+    }
+
+    #[test]
+    fn defaults_come_from_the_flags() {
+        let s = Settings::new("x.db");
+        assert_eq!(s.retry_schedule, [5, 300, 1800, 7200, 18000, 36000, 36000].map(Duration::from_secs));
+        assert_eq!((s.listen.as_str(), s.public_url.as_str()), ("127.0.0.1:8080", "http://127.0.0.1:8080"));
+        assert_eq!((s.batch_window, s.max_settle_lag), (Duration::from_secs(1), Duration::from_secs(60)));
+        assert_eq!(s.endpoint_concurrency, 4);
     }
 }

@@ -7,6 +7,7 @@
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::domain::{ParseError, ParseErrorKind};
 use crate::store::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +77,17 @@ impl IntoResponse for ApiError {
         let mut res = (self.status, self.body()).into_response();
         res.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
         res
+    }
+}
+
+impl From<ParseError> for ApiError {
+    fn from(e: ParseError) -> Self {
+        let code = match e.kind {
+            ParseErrorKind::Invalid => "E_WRONG_PARAM",
+            ParseErrorKind::Required => "E_REQUIRED_ELEMENT",
+            ParseErrorKind::Email => "E_EMAIL",
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, code, e.msg)
     }
 }
 

@@ -11,7 +11,8 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Datelike, Offset, TimeZone, Timelike, Utc};
 use serde_json::{json, Map, Value};
 
-use crate::store::{EventContext, Millis};
+use crate::domain::Millis;
+use crate::store::EventContext;
 
 pub const METHOD: &str = "link_clicked";
 
@@ -155,11 +156,11 @@ fn prospect(ctx: &EventContext) -> Map<String, Value> {
     put("industry", json!(p.industry));
     put("state", json!(p.state));
     put("last_contacted", json!(p.last_contacted.map(|t| format_time(t, tz)).unwrap_or_default()));
-    put("status", json!(p.status));
+    put("status", json!(p.status.as_str()));
     put("in_campaign", json!(p.in_campaign));
     put("emails_sent", json!(p.emails_sent));
     put("imported", json!(p.imported));
-    put("interested", json!(p.interested));
+    put("interested", json!(p.interested.map(|i| i.as_str()).unwrap_or_default()));
     put("campaign_id", json!(ctx.campaign_id));
     put("campaign_name", json!(ctx.campaign_name));
     put("campaign_email", json!(ctx.enrollment.mailbox.clone().unwrap_or_default()));
@@ -208,7 +209,7 @@ mod tests {
     }
 
     fn context(timezone: &str, followup_after: Option<Millis>) -> EventContext {
-        let prospect = crate::store::Prospect {
+        let prospect = crate::domain::Prospect {
             id: 1234567890,
             account_id: 7,
             email: "erlich@bachmanity.com".into(),
@@ -217,7 +218,7 @@ mod tests {
             last_contacted: Some(1_742_477_554_000),
             in_campaign: 2,
             emails_sent: 3,
-            ..Default::default()
+            ..crate::domain::Prospect::blank(7)
         };
         EventContext {
             account_id: 7,
@@ -227,11 +228,11 @@ mod tests {
             campaign_id: 123456,
             campaign_name: "SaaS \"in\" America".into(),
             campaign_mailboxes: vec!["a@x.example".into(), "b@x.example".into()],
-            enrollment: crate::store::Enrollment {
+            enrollment: crate::domain::Enrollment {
                 campaign_id: 123456,
                 prospect_id: 1234567890,
                 step: Some(2),
-                step_type: Some("EMAIL".into()),
+                step_type: Some(crate::domain::StepType::Email),
                 emails_sent: 2,
                 followup_after,
                 mailbox: None,

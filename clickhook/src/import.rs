@@ -10,9 +10,10 @@ use std::io::Read;
 
 use serde::Serialize;
 
+use crate::domain::prospect::Upserted;
 use crate::domain::{EmailAddress, ProspectFields, ProspectInput};
 use crate::error::ApiError;
-use crate::store::{DynStore, StoreError, UpsertProspects, Upserted};
+use crate::store::{DynStore, StoreError, UpsertProspects};
 
 const CHUNK: usize = 2000;
 /// Rejected rows listed one by one; past this only the count grows.

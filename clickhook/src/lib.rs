@@ -1,19 +1,18 @@
 //! clickhook: tracked links, honest click records, and Woodpecker-compatible
 //! `link_clicked` webhooks, in one self-hosted binary.
 //!
-//! # Layout
+//! # Layout (arrows point down)
 //!
-//! - [`domain`]: newtypes and enums that parse input at the edge (emails, statuses, zones).
-//! - [`store`]: the one storage interface, [`store::Store`], and its SQLite implementation
-//!   (group commit on one writer thread).
-//! - [`event`]: builds the `link_clicked` element exactly as Woodpecker documents it.
-//! - [`click`]: the hot path (`/c/{token}` → 302), tokens, link rewriting, bot verdicts and
-//!   the settler that turns committed clicks into events.
+//! - [`startup`]: wires it together; tests start it on port 0.
 //! - [`api`]: one module per REST resource, the auth extractor and the OpenAPI document.
 //! - [`delivery`]: the delivery worker (batches, signatures, retries) and target rules.
-//! - [`receive`]: `clickhook receive`, a receiver for trying webhooks out.
+//! - [`click`]: the hot path (`/c/{token}` → 302) with its own state, tokens, link rewriting,
+//!   bot verdicts and the settler that turns committed clicks into events.
+//! - [`event`]: builds the `link_clicked` element exactly as Woodpecker documents it.
 //! - [`import`]: streaming CSV import, shared by the CLI and the API.
-//! - [`startup`]: wires it together; tests start it on port 0.
+//! - [`store`]: the storage interface in parts, and its SQLite and PostgreSQL dialects.
+//! - [`domain`]: types that parse at the edge, and the rules the stores apply.
+//! - [`receive`]: `clickhook receive`, a receiver for trying webhooks out.
 //! - [`metrics`], [`config`], [`error`]: counters, settings, the one API error type.
 
 pub mod api;

@@ -2,13 +2,11 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
-use clickhook::click::classify::ScannerLists;
-use clickhook::config::{parse_duration, parse_schedule, Settings};
-use clickhook::domain::parse_timezone;
-use clickhook::store::{self, NewAccount};
+use clap::{Parser, Subcommand};
+use clickhook::config::{ServeArgs, Settings};
+use clickhook::domain::{parse_timezone, NewAccount};
+use clickhook::store;
 use clickhook::{api::auth, click::token, startup::Application};
 
 /// glibc's malloc took a tenth of the click path's CPU (perf); mimalloc's thread-local free lists
@@ -58,54 +56,6 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         status: u16,
     },
-}
-
-#[derive(Args)]
-struct ServeArgs {
-    #[arg(long, env = "CLICKHOOK_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: String,
-    /// Base URL of tracked links, as recipients reach this service.
-    #[arg(long, env = "CLICKHOOK_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
-    public_url: String,
-    /// Largest request body accepted; larger ones get 413.
-    #[arg(long, env = "CLICKHOOK_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
-    max_body_bytes: usize,
-    /// Take the client address from X-Forwarded-For (only behind your own proxy).
-    #[arg(long, env = "CLICKHOOK_TRUST_PROXY")]
-    trust_proxy: bool,
-    /// Keep full client IP addresses instead of anonymised ones.
-    #[arg(long, env = "CLICKHOOK_FULL_IP")]
-    full_ip: bool,
-    /// Allow webhook targets on loopback and private networks.
-    #[arg(long, env = "CLICKHOOK_ALLOW_PRIVATE_TARGETS")]
-    allow_private_targets: bool,
-    /// Events within this window go to a target in one POST.
-    #[arg(long, env = "CLICKHOOK_BATCH_WINDOW", default_value = "1s", value_parser = parse_duration)]
-    batch_window: Duration,
-    /// Delays between delivery attempts, comma-separated.
-    #[arg(long, env = "CLICKHOOK_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h")]
-    retry_schedule: String,
-    /// `process`: a click is answered once committed, which survives the process being killed;
-    /// `power`: also wait for fsync, which survives power loss, at a cost in throughput.
-    #[arg(long, env = "CLICKHOOK_DURABILITY", default_value = "process")]
-    durability: store::Durability,
-    /// Give up on a delivery attempt after this long.
-    #[arg(long, env = "CLICKHOOK_DELIVERY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
-    delivery_timeout: Duration,
-    /// Disable a subscription that has failed without a success for this long.
-    #[arg(long, env = "CLICKHOOK_DISABLE_AFTER", default_value = "5d", value_parser = parse_duration)]
-    disable_after: Duration,
-    /// Attempts in flight at once to one subscription.
-    #[arg(long, env = "CLICKHOOK_ENDPOINT_CONCURRENCY", default_value_t = 4)]
-    endpoint_concurrency: usize,
-    /// How far webhooks may fall behind the clicks under overload: a burst shorter than this
-    /// is redirected at full speed and settled afterwards; beyond it, settling takes its share
-    /// of the machine and clicks slow down, so the outbox stays bounded.
-    #[arg(long, env = "CLICKHOOK_MAX_SETTLE_LAG", default_value = "60s", value_parser = parse_duration)]
-    max_settle_lag: Duration,
-    /// A scanner list to use instead of the built-in one (format: data/scanners.txt).
-    #[arg(long, env = "CLICKHOOK_SCANNER_LIST")]
-    scanner_list: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -166,29 +116,10 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(a) => {
-            let mut s = Settings::new(cli.db);
-            s.listen = a.listen;
-            s.public_url = a.public_url.trim_end_matches('/').to_string();
-            url::Url::parse(&s.public_url).map_err(|e| anyhow::anyhow!("--public-url is not a URL: {e}"))?;
-            s.max_body_bytes = a.max_body_bytes;
-            s.trust_proxy = a.trust_proxy;
-            s.full_ip = a.full_ip;
-            s.allow_private_targets = a.allow_private_targets;
-            s.batch_window = a.batch_window;
-            s.delivery_timeout = a.delivery_timeout;
-            s.disable_after = a.disable_after;
-            s.endpoint_concurrency = a.endpoint_concurrency.max(1);
-            s.max_settle_lag = a.max_settle_lag;
-            s.retry_schedule =
-                parse_schedule(&a.retry_schedule).map_err(|e| anyhow::anyhow!("--retry-schedule: {e}"))?;
-            if let Some(path) = a.scanner_list {
-                let text = std::fs::read_to_string(&path)?;
-                s.scanners = std::sync::Arc::new(
-                    ScannerLists::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
-                );
-            }
-            let st = store::open_with(&s.db, a.durability).await?;
-            let app = Application::build_with_store(s, st).await?;
+            let durability = a.durability;
+            let settings = Settings::from_args(cli.db, a)?;
+            let st = store::open_with(&settings.db, durability).await?;
+            let app = Application::build_with_store(settings, st).await?;
             println!("clickhook listening on http://{}", app.local_addr());
             app.run_until_stopped(clickhook::startup::shutdown_signal()).await
         }
@@ -210,7 +141,7 @@ async fn account(db: &str, cmd: AccountCmd) -> anyhow::Result<()> {
     let result = async {
         match cmd {
             AccountCmd::Create { name, timezone, id, json } => {
-                let tz = parse_timezone(&timezone).map_err(|e| anyhow::anyhow!(e.msg))?;
+                let tz = parse_timezone(&timezone)?;
                 if name.trim().is_empty() {
                     anyhow::bail!("--name must not be empty");
                 }

@@ -1,7 +1,7 @@
 //! Builds the application: store, keys, router, background workers, listener.
 //!
-//! `Application::build` binds the listener (port 0 works, for tests) before it returns,
-//! so callers know the address; `run_until_stopped` serves until the shutdown future
+//! `Application::build_with_store` binds the listener (port 0 works, for tests) before it
+//! returns, so callers know the address; `run_until_stopped` serves until the shutdown future
 //! resolves, then drains: no new connections, in-flight clicks finish and commit,
 //! workers stop, the store commits what is queued and closes.
 
@@ -15,9 +15,10 @@ use tokio::sync::watch;
 
 use crate::api::{self, auth::AuthCache, AppState, Shared};
 use crate::click::token::LinkKeys;
-use crate::click::{settle, LinkCache};
+use crate::click::{settle, ClickShared, ClickState, LinkCache};
 use crate::config::Settings;
-use crate::store::{self, DynStore, Millis};
+use crate::domain::Millis;
+use crate::store::DynStore;
 
 pub struct Application {
     listener: TcpListener,
@@ -25,11 +26,6 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let store = store::open(&settings.db).await?;
-        Self::build_with_store(settings, store).await
-    }
-
     /// An empty `public_url` means "this listener's address" (tests bind port 0).
     pub async fn build_with_store(mut settings: Settings, store: DynStore) -> anyhow::Result<Self> {
         let link_keys = LinkKeys::load(store.clone()).await?;
@@ -39,22 +35,25 @@ impl Application {
         if settings.public_url.is_empty() {
             settings.public_url = format!("http://{}", listener.local_addr()?);
         }
+        let click = ClickState::new(ClickShared {
+            store: store.clone(),
+            link_keys: link_keys.clone(),
+            links: LinkCache::new(200_000),
+            trust_proxy: settings.trust_proxy,
+            full_ip: settings.full_ip,
+        });
         let state = AppState::new(Shared {
             store,
             settings: Arc::new(settings),
             link_keys,
-            links: Arc::new(LinkCache::new(200_000)),
             auth: Arc::new(AuthCache::default()),
+            click,
         });
         Ok(Application { listener, state })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
-    }
-
-    pub fn state(&self) -> &AppState {
-        &self.state
     }
 
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {

@@ -11,9 +11,9 @@ use serde_json::{json, Map, Value};
 use super::auth::Auth;
 use super::{Api, AppState, JsonBody};
 use crate::domain::parse_timezone;
+use crate::domain::{Account, AccountPatch, ClickFilter};
 use crate::error::{ApiError, ApiResult};
 use crate::event::format_time;
-use crate::store::{Account, AccountPatch, ClickFilter};
 
 pub fn router() -> Api {
     Api::new("account")

@@ -16,8 +16,9 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
+use crate::domain::Account;
 use crate::error::ApiError;
-use crate::store::{Account, DynStore, StoreResult};
+use crate::store::{DynStore, StoreResult};
 
 /// How long a key→account answer is reused; bounds how late a revocation takes effect.
 const TTL: Duration = Duration::from_secs(5);

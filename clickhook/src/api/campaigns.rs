@@ -9,10 +9,10 @@ use serde_json::{json, Value};
 
 use super::auth::Auth;
 use super::{list_response, parse_time, Api, AppState, JsonBody, Params};
+use crate::domain::{Campaign, CampaignPatch, Enrollment, EnrollmentKey, EnrollmentPatch, NewCampaign, Step};
 use crate::domain::{CampaignStatus, EmailAddress, StepType};
 use crate::error::{ApiError, ApiResult};
 use crate::event::format_time;
-use crate::store::{Campaign, CampaignPatch, Enrollment, EnrollmentPatch, NewCampaign, Step};
 
 pub fn router() -> Api {
     Api::new("campaigns")
@@ -111,7 +111,7 @@ fn parse_steps(steps: Vec<StepBody>) -> ApiResult<Vec<Step>> {
         .map(|(i, s)| {
             let kind =
                 s.step_type.as_deref().map(StepType::parse).transpose().map_err(|e| e.at(format!("steps[{i}]")))?;
-            Ok(Step { step_type: kind.unwrap_or(StepType::Email).as_str().to_string(), track_links: s.track_links })
+            Ok(Step { step_type: kind.unwrap_or(StepType::Email), track_links: s.track_links })
         })
         .collect()
 }
@@ -120,7 +120,7 @@ fn parse_mailboxes(m: Vec<String>) -> ApiResult<Vec<String>> {
     m.iter()
         .enumerate()
         .map(|(i, s)| {
-            EmailAddress::parse(s).map(|e| e.as_str().to_string()).map_err(|e| e.at(format!("mailboxes[{i}]")))
+            EmailAddress::parse(s).map(|e| e.as_str().to_string()).map_err(|e| e.at(format!("mailboxes[{i}]")).into())
         })
         .collect()
 }
@@ -235,14 +235,7 @@ async fn patch_enrollment(
             ApiError::wrong_param("followup_after must be an ISO 8601 time such as 2025-03-22T00:00:00+0100.")
         })?)),
     };
-    let e = st
-        .store
-        .update_enrollment(
-            account.id,
-            path_id(&id, "campaign")?,
-            path_id(&prospect_id, "prospect")?,
-            EnrollmentPatch { step: b.step, followup_after },
-        )
-        .await?;
+    let of = EnrollmentKey { campaign_id: path_id(&id, "campaign")?, prospect_id: path_id(&prospect_id, "prospect")? };
+    let e = st.store.update_enrollment(account.id, of, EnrollmentPatch { step: b.step, followup_after }).await?;
     Ok(Json(enrollment_json(&e, &account.timezone)).into_response())
 }

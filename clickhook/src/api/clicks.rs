@@ -6,9 +6,10 @@ use serde_json::json;
 
 use super::auth::Auth;
 use super::{list_response, Api, AppState, Params};
+use crate::domain::Verdict;
 use crate::error::{ApiError, ApiResult};
 use crate::event::format_time;
-use crate::store::ClickQuery;
+use crate::store::{ClickQuery, VerdictFilter};
 
 pub fn router() -> Api {
     Api::new("clicks").get(
@@ -21,7 +22,8 @@ pub fn router() -> Api {
 async fn list(State(st): State<AppState>, Auth(account): Auth, params: Params) -> ApiResult<Response> {
     let (offset, limit) = params.page(1000)?;
     let verdict = match params.str("verdict") {
-        Some(v @ ("human" | "bot" | "pending")) => Some(v.to_string()),
+        Some("pending") => Some(VerdictFilter::Pending),
+        Some(v @ ("human" | "bot")) => Some(VerdictFilter::Final(Verdict::parse(v)?)),
         Some(v) => return Err(ApiError::wrong_param(format!("verdict must be human, bot or pending, not {v:?}."))),
         None => None,
     };
@@ -49,7 +51,7 @@ async fn list(State(st): State<AppState>, Auth(account): Auth, params: Params) -
                 "method": c.method,
                 "ip": c.ip,
                 "user_agent": c.user_agent,
-                "verdict": c.verdict.clone().unwrap_or_else(|| "pending".into()),
+                "verdict": c.verdict.map_or("pending", Verdict::as_str),
                 "reasons": c.reasons,
             })
         })

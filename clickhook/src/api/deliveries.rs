@@ -10,9 +10,10 @@ use super::auth::Auth;
 use super::campaigns::path_id;
 use super::webhooks::{new_secret, subscription_json};
 use super::{list_response, Api, AppState, Params};
+use crate::domain::{now_millis, DeliveryState, SubscriptionStatus};
 use crate::error::{ApiError, ApiResult};
 use crate::event::format_time;
-use crate::store::{now_millis, DeliveryQuery, DeliveryRecord};
+use crate::store::{DeliveryQuery, DeliveryRecord};
 
 pub fn router() -> Api {
     Api::new("deliveries")
@@ -33,18 +34,18 @@ pub fn router() -> Api {
         .post("/rest/v2/deliveries/{id}/replay", "Send a batch again, with its original webhook-id.", replay)
 }
 
-async fn status(st: &AppState, account: i64, id: &str, status: &str) -> ApiResult<Response> {
+async fn status(st: &AppState, account: i64, id: &str, status: SubscriptionStatus) -> ApiResult<Response> {
     let s = st.store.set_subscription_status(account, path_id(id, "subscription")?, status).await?;
     let tz = st.store.account(account).await?.timezone;
     Ok(Json(subscription_json(&s, &tz)).into_response())
 }
 
 async fn pause(State(st): State<AppState>, Auth(a): Auth, Path(id): Path<String>) -> ApiResult<Response> {
-    status(&st, a.id, &id, "paused").await
+    status(&st, a.id, &id, SubscriptionStatus::Paused).await
 }
 
 async fn resume(State(st): State<AppState>, Auth(a): Auth, Path(id): Path<String>) -> ApiResult<Response> {
-    status(&st, a.id, &id, "active").await
+    status(&st, a.id, &id, SubscriptionStatus::Active).await
 }
 
 async fn rotate_secret(State(st): State<AppState>, Auth(a): Auth, Path(id): Path<String>) -> ApiResult<Response> {
@@ -103,7 +104,7 @@ pub fn delivery_json(d: &DeliveryRecord, tz: &str) -> Value {
 async fn list(State(st): State<AppState>, Auth(a): Auth, params: Params) -> ApiResult<Response> {
     let (offset, limit) = params.page(1000)?;
     let state = match params.str("status") {
-        Some(s @ ("pending" | "delivered" | "failed")) => Some(s.to_string()),
+        Some(s @ ("pending" | "delivered" | "failed")) => Some(DeliveryState::parse(s)?),
         Some(s) => {
             return Err(ApiError::wrong_param(format!("status must be pending, delivered or failed, not {s:?}.")))
         }

@@ -12,9 +12,10 @@ use super::campaigns::path_id;
 use super::{parse_time, Api, AppState, JsonBody};
 use crate::click::rewrite;
 use crate::click::token::LinkRef;
+use crate::domain::now_millis;
 use crate::domain::{EmailAddress, StepType};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{now_millis, NewEmail, NewLink, ProspectRef};
+use crate::store::{NewEmail, NewLink, ProspectRef};
 
 pub fn router() -> Api {
     Api::new("emails").post(
@@ -78,7 +79,7 @@ async fn send(
             campaign.steps.len()
         ))
     })?;
-    if step.kind() != StepType::Email {
+    if step.step_type != StepType::Email {
         return Err(ApiError::wrong_param(format!(
             "Step {step_no} is a {} step; only EMAIL steps send emails.",
             step.step_type

@@ -9,10 +9,12 @@ use serde_json::{json, Map, Value};
 
 use super::auth::Auth;
 use super::{list_response, ok_status, Api, AppState, JsonBody, Params};
+use crate::domain::prospect::{SearchField, SortKey, Upserted};
+use crate::domain::Prospect;
 use crate::domain::{EmailAddress, Interested, ProspectFields, ProspectInput, ProspectStatus, TEXT_FIELDS};
 use crate::error::{ApiError, ApiResult};
 use crate::event::format_time;
-use crate::store::{Prospect, ProspectQuery, SortKey, UpsertProspects, Upserted};
+use crate::store::{ProspectQuery, UpsertProspects};
 
 /// Woodpecker's limit per add request.
 pub const MAX_PER_REQUEST: usize = 20_000;
@@ -62,10 +64,10 @@ async fn list(State(st): State<AppState>, Auth(account): Auth, params: Params) -
         ..Default::default()
     };
     if let Some(s) = params.str("status") {
-        q.status = Some(ProspectStatus::parse(s)?.as_str().to_string());
+        q.status = Some(ProspectStatus::parse(s)?);
     }
     if let Some(i) = params.str("interested") {
-        q.interested = Some(Interested::parse(i)?.as_str().to_string());
+        q.interested = Some(Some(Interested::parse(i)?));
     }
     if let Some(sort) = params.str("sort") {
         for part in sort.split(',').filter(|s| !s.trim().is_empty()) {
@@ -85,10 +87,9 @@ async fn list(State(st): State<AppState>, Auth(account): Auth, params: Params) -
             let (field, value) = term
                 .split_once('=')
                 .ok_or_else(|| ApiError::wrong_param(format!("search term {term:?} is not field=value.")))?;
-            let field = field.trim().to_ascii_lowercase();
-            if field != "email" && !TEXT_FIELDS.contains(&field.as_str()) && field != "status" && field != "imported" {
-                return Err(ApiError::wrong_param(format!("Cannot search by {field:?}.")));
-            }
+            let field = SearchField::parse(field).ok_or_else(|| {
+                ApiError::wrong_param(format!("Cannot search by {:?}.", field.trim().to_ascii_lowercase()))
+            })?;
             q.search.push((field, value.trim().to_string()));
         }
     }

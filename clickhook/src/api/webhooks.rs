@@ -11,10 +11,11 @@ use serde_json::{json, Value};
 use super::auth::Auth;
 use super::{Api, AppState, JsonBody};
 use crate::delivery::target;
+use crate::domain::delivery::Subscribed;
 use crate::domain::parse_event_name;
+use crate::domain::Subscription;
 use crate::error::{ApiError, ApiResult};
 use crate::event::format_time;
-use crate::store::{Subscribed, Subscription};
 
 pub fn router() -> Api {
     Api::new("webhooks")

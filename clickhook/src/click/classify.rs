@@ -7,10 +7,8 @@
 use std::net::IpAddr;
 
 use super::recent::{Around, BURST, HONEYPOT_NEARBY};
+use crate::domain::Verdict;
 use crate::store::PendingClick;
-
-pub const HUMAN: &str = "human";
-pub const BOT: &str = "bot";
 
 /// Lists of scanner user agents and networks (`data/scanners.txt`).
 #[derive(Debug, Clone, Default)]
@@ -88,7 +86,7 @@ fn in_network(ip: IpAddr, net: IpAddr, len: u8) -> bool {
 
 /// The verdict and the reasons that decided it. `around` is what the judged clicks on the
 /// same email within the burst window show.
-pub fn classify(c: &PendingClick, around: Around, lists: &ScannerLists) -> (&'static str, Vec<String>) {
+pub fn classify(c: &PendingClick, around: Around, lists: &ScannerLists) -> (Verdict, Vec<String>) {
     let f = &c.filter;
     let mut reasons = Vec::new();
     if c.head {
@@ -118,16 +116,18 @@ pub fn classify(c: &PendingClick, around: Around, lists: &ScannerLists) -> (&'st
         }
     }
     if reasons.is_empty() {
-        (HUMAN, vec!["no_bot_signal".to_string()])
+        (Verdict::Human, vec!["no_bot_signal".to_string()])
     } else {
-        (BOT, reasons)
+        (Verdict::Bot, reasons)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{ClickFilter, NearbyClick};
+    use crate::domain::ClickFilter;
+    use crate::domain::Verdict::{Bot as BOT, Human as HUMAN};
+    use crate::store::NearbyClick;
 
     fn click(at: i64, link_no: i64) -> PendingClick {
         PendingClick {

@@ -21,13 +21,39 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 
-use crate::api::AppState;
+use crate::domain::now_millis;
 use crate::metrics::METRICS;
-use crate::store::{now_millis, LinkTarget, NewClick, StoreError};
-use token::TokenError;
+use crate::store::{DynStore, LinkTarget, NewClick, StoreError};
+use token::{LinkKeys, TokenError};
 
-/// Tracked links by (email, link number). Links never change, so entries never go stale;
-/// two generations bound memory and keep the links in use.
+/// What the click path needs, and nothing else: one `Arc`, since axum clones the state of
+/// every request.
+#[derive(Clone)]
+pub struct ClickState(Arc<ClickShared>);
+
+pub struct ClickShared {
+    pub store: DynStore,
+    pub link_keys: Arc<LinkKeys>,
+    pub links: LinkCache,
+    /// Take the client address from X-Forwarded-For (`--trust-proxy`).
+    pub trust_proxy: bool,
+    /// Keep full client addresses (`--full-ip`).
+    pub full_ip: bool,
+}
+
+impl ClickState {
+    pub fn new(shared: ClickShared) -> Self {
+        ClickState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for ClickState {
+    type Target = ClickShared;
+    fn deref(&self) -> &ClickShared {
+        &self.0
+    }
+}
+
 /// A tracked link as the click path uses it: the stored target and its ready-made Location.
 pub struct CachedLink {
     pub target: LinkTarget,
@@ -68,6 +94,8 @@ impl std::hash::Hasher for KeyHasher {
 
 type Generation = HashMap<(i64, i64), Arc<CachedLink>, std::hash::BuildHasherDefault<KeyHasher>>;
 
+/// Tracked links by (email, link number). Links never change, so entries never go stale;
+/// two generations bound memory and keep the links in use.
 pub struct LinkCache {
     generations: Mutex<(Generation, Generation)>,
     capacity: usize,
@@ -142,8 +170,8 @@ pub fn anonymize(ip: IpAddr) -> IpAddr {
 }
 
 /// The client's address: the peer, or behind a trusted proxy the last hop it appended.
-fn client_ip(st: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-    if st.settings.trust_proxy {
+fn client_ip(st: &ClickShared, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    if st.trust_proxy {
         let forwarded = headers
             .get_all("x-forwarded-for")
             .iter()
@@ -159,7 +187,7 @@ fn client_ip(st: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
 }
 
 /// The link a token names: `None` for a token that names none, an error when the store cannot say.
-async fn resolve(st: &AppState, token: &str) -> Result<Option<Arc<CachedLink>>, StoreError> {
+async fn resolve(st: &ClickShared, token: &str) -> Result<Option<Arc<CachedLink>>, StoreError> {
     let link = match st.link_keys.verify(token) {
         Ok(l) => l,
         // A key created on another node since we last looked: re-read keys, at most once a second.
@@ -192,7 +220,7 @@ fn unavailable() -> Response {
 ///
 /// It takes the request whole: axum's `HeaderMap`, `Uri` and `Method` extractors clone them,
 /// and on this path those clones cost more than the routing.
-pub async fn follow(State(st): State<AppState>, req: Request) -> Response {
+pub async fn follow(State(st): State<ClickState>, req: Request) -> Response {
     let started = Instant::now();
     let (method, uri, headers) = (req.method(), req.uri(), req.headers());
     // The raw path, not a decoded one: a percent-encoded token is not the token.
@@ -213,7 +241,7 @@ pub async fn follow(State(st): State<AppState>, req: Request) -> Response {
     // Served with connect info (startup); a missing one is a wiring bug, not a client's doing.
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
     let ip = client_ip(&st, peer, headers);
-    let ip = if st.settings.full_ip { ip.to_canonical() } else { anonymize(ip) };
+    let ip = if st.full_ip { ip.to_canonical() } else { anonymize(ip) };
     let user_agent = headers.get(header::USER_AGENT).map(|v| user_agent(v.as_bytes())).unwrap_or_default();
     let click = NewClick {
         account_id: target.account_id,

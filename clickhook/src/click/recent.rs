@@ -13,7 +13,8 @@
 
 use std::collections::HashMap;
 
-use crate::store::{Millis, NearbyClick};
+use crate::domain::Millis;
+use crate::store::NearbyClick;
 
 pub const BURST: &str = "burst_of_links";
 pub const HONEYPOT_NEARBY: &str = "honeypot_hit_nearby";

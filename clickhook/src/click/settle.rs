@@ -27,13 +27,13 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::classify::{classify, ScannerLists, HUMAN};
+use super::classify::{classify, ScannerLists};
 use super::recent::{RecentClicks, Seen, BURST, HONEYPOT_NEARBY};
+use crate::domain::click::{release_due, Verdict};
+use crate::domain::{now_millis, Millis};
 use crate::event::LinkClicked;
 use crate::metrics::METRICS;
-use crate::store::{
-    now_millis, DynStore, Judgement, Millis, NearbyClick, Overrule, PendingClick, Release, StoreResult,
-};
+use crate::store::{DynStore, Judgement, NearbyClick, Overrule, PendingClick, Release, StoreResult};
 
 /// Clicks per round. Where settling shares the one writer with clicks (SQLite), each of its
 /// transactions delays the clicks queued behind it: while clicks flow, rounds stay small
@@ -189,7 +189,7 @@ async fn judge(
     if pending.is_empty() {
         return Ok(0);
     }
-    let window_of = |c: &PendingClick| i64::from(c.filter.burst_seconds) * 1000;
+    let window_of = |c: &PendingClick| c.filter.burst_window_ms();
     let mut wanted: HashMap<i64, Millis> = HashMap::new();
     for c in pending.iter().filter(|c| c.account_id != 0) {
         let w = wanted.entry(c.email_id).or_default();
@@ -212,12 +212,14 @@ async fn judge(
     let mut judged: Vec<Judgement> = Vec::with_capacity(pending.len());
     // Where each click of this round sits in `judged`: what is pinned on it changes it there.
     let mut position: HashMap<i64, usize> = HashMap::with_capacity(pending.len());
+    // Earlier clicks to overrule, each with its new reasons in the order they arose.
     let mut overruled: Vec<Overrule> = Vec::new();
+    let mut overruled_at: HashMap<i64, usize> = HashMap::new();
     for c in pending {
         let window = window_of(c);
         let (verdict, reasons) = if c.account_id == 0 {
             // The email was deleted after the click: keep the click; there is nothing to send.
-            (HUMAN, vec!["email_deleted".to_string()])
+            (Verdict::Human, vec!["email_deleted".to_string()])
         } else {
             classify(c, recent.around(c.email_id, c.at, window, c.link_no), lists)
         };
@@ -227,14 +229,22 @@ async fn judge(
                 // Judged in this round: change it here.
                 Some(&i) => {
                     let j = &mut judged[i];
-                    if j.verdict == HUMAN {
+                    if j.verdict == Verdict::Human {
                         j.reasons.clear();
                     }
-                    j.verdict = super::classify::BOT;
+                    j.verdict = Verdict::Bot;
                     j.reasons.push(reason.to_string());
                 }
                 // Judged before: overrule it in the store (it applies only while still held).
-                None => overruled.push(Overrule { click_id, reason: reason.to_string() }),
+                None => {
+                    let i = *overruled_at.entry(click_id).or_insert_with(|| {
+                        overruled.push(Overrule { click_id, reasons: Vec::new() });
+                        overruled.len() - 1
+                    });
+                    if !overruled[i].reasons.iter().any(|r| r == reason) {
+                        overruled[i].reasons.push(reason.to_string());
+                    }
+                }
             }
         }
         position.insert(c.id, judged.len());
@@ -264,14 +274,15 @@ async fn judge(
 }
 
 async fn release(store: &DynStore, frontier: Millis, batch: i64) -> StoreResult<usize> {
-    let held = store.held_clicks(frontier, batch).await?;
+    let mut held = store.held_clicks(frontier, batch).await?;
+    held.retain(|c| release_due(c.at, &c.filter, frontier));
     if held.is_empty() {
         return Ok(0);
     }
-    let deliver = |verdict: &str, deliver_bots: bool| verdict == HUMAN || deliver_bots;
+    let deliver = |verdict: Verdict, deliver_bots: bool| verdict == Verdict::Human || deliver_bots;
     let mut wanted: Vec<i64> = held
         .iter()
-        .filter(|c| c.account_id != 0 && deliver(&c.verdict, c.filter.deliver_bot_clicks))
+        .filter(|c| c.account_id != 0 && deliver(c.verdict, c.filter.deliver_bot_clicks))
         .map(|c| c.email_id)
         .collect();
     wanted.sort_unstable();
@@ -285,10 +296,10 @@ async fn release(store: &DynStore, frontier: Millis, batch: i64) -> StoreResult<
             click_id: c.id,
             account_id: c.account_id,
             clicked_at: c.at,
-            human: c.verdict == HUMAN,
+            human: c.verdict == Verdict::Human,
             event: elements
                 .get(&c.email_id)
-                .filter(|_| deliver(&c.verdict, c.filter.deliver_bot_clicks))
+                .filter(|_| deliver(c.verdict, c.filter.deliver_bot_clicks))
                 .map(|element| element.render(&c.url, c.at)),
         })
         .collect();

@@ -11,16 +11,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rand::Rng;
 use tokio::sync::{watch, Notify};
 
 use super::{sign, target};
 use crate::config::Settings;
+use crate::domain::delivery::{AttemptResult, MAX_BATCH};
+use crate::domain::{now_millis, AttemptOutcome};
 use crate::metrics::METRICS;
-use crate::store::{now_millis, Attempt, AttemptOutcome, Claimed, DynStore, Millis};
-
-/// Woodpecker's limit of elements per POST.
-pub const MAX_BATCH: i64 = 100;
+use crate::store::{Attempt, Claimed, DynStore};
 const MAX_IN_FLIGHT: usize = 256;
 const RESPONSE_EXCERPT: usize = 1024;
 
@@ -151,27 +149,6 @@ async fn post(client: &reqwest::Client, settings: &Settings, c: &Claimed) -> Res
     }
 }
 
-/// The next attempt after `tries` failures, or `None` when the schedule is spent.
-pub fn next_attempt(schedule: &[Duration], tries: i64, retry_after: Option<Duration>, now: Millis) -> Option<Millis> {
-    let delay = *schedule.get(usize::try_from(tries).ok()?)?;
-    // Retry-After is honoured, within a day; never sooner than the schedule says.
-    let delay = retry_after.map_or(delay, |r| delay.max(r.min(Duration::from_secs(86_400))));
-    let jitter = rand::rng().random_range(0.9..1.1);
-    Some(now + (delay.as_millis() as f64 * jitter) as i64)
-}
-
-fn outcome(settings: &Settings, c: &Claimed, r: &Result_, now: Millis) -> AttemptOutcome {
-    match r.status {
-        Some(200..=299) => AttemptOutcome::Delivered,
-        // 410 unsubscribes at once, as Woodpecker does; so does a redirect, never followed.
-        Some(410) | Some(300..=399) => AttemptOutcome::Gone,
-        _ => match next_attempt(&settings.retry_schedule, c.tries, r.retry_after, now) {
-            Some(at) => AttemptOutcome::Retry(at),
-            None => AttemptOutcome::Exhausted,
-        },
-    }
-}
-
 /// Per-endpoint and total attempts in flight on this node.
 #[derive(Default)]
 struct InFlight {
@@ -222,7 +199,7 @@ pub async fn run(store: DynStore, settings: Arc<Settings>, mut shutdown: watch::
             tasks.spawn(async move {
                 let r = post(&client, &settings, &c).await;
                 let now = now_millis();
-                let outcome = outcome(&settings, &c, &r, now);
+                let outcome = AttemptOutcome::of(r.status, c.tries, r.retry_after, &settings.retry_schedule, now);
                 METRICS.delivery_seconds.observe(r.latency.as_secs_f64());
                 match outcome {
                     AttemptOutcome::Delivered => {
@@ -236,13 +213,15 @@ pub async fn run(store: DynStore, settings: Arc<Settings>, mut shutdown: watch::
                 let attempt = Attempt {
                     delivery_id: c.id,
                     subscription_id: c.subscription_id,
-                    at: now,
-                    status_code: r.status,
-                    error: r.error,
                     latency_ms: r.latency.as_millis() as i64,
                     response: r.response,
-                    outcome,
-                    disable_after_ms: settings.disable_after.as_millis() as i64,
+                    result: AttemptResult {
+                        at: now,
+                        status_code: r.status,
+                        error: r.error,
+                        outcome,
+                        disable_after_ms: settings.disable_after.as_millis() as i64,
+                    },
                 };
                 // The lease covers a store hiccup; if it never records, the batch is sent again (at least once).
                 for _ in 0..5 {
@@ -282,21 +261,4 @@ pub async fn run(store: DynStore, settings: Arc<Settings>, mut shutdown: watch::
         while tasks.join_next().await.is_some() {}
     })
     .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn schedule_and_retry_after() {
-        let s = [Duration::from_secs(5), Duration::from_secs(300)];
-        let at = next_attempt(&s, 0, None, 0).unwrap();
-        assert!((4_500..=5_500).contains(&at), "{at}");
-        let at = next_attempt(&s, 1, Some(Duration::from_secs(600)), 0).unwrap();
-        assert!((540_000..=660_000).contains(&at), "Retry-After longer than the schedule wins: {at}");
-        let at = next_attempt(&s, 0, Some(Duration::from_secs(10 * 86_400)), 0).unwrap();
-        assert!(at <= 95_040_000, "bounded to a day: {at}");
-        assert_eq!(next_attempt(&s, 2, None, 0), None);
-    }
 }

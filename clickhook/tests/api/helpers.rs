@@ -3,8 +3,9 @@ use std::time::Duration;
 
 use clickhook::api::auth;
 use clickhook::config::Settings;
+use clickhook::domain::{Account, NewAccount};
 use clickhook::startup::Application;
-use clickhook::store::{self, Account, DynStore, NewAccount};
+use clickhook::store::{self, DynStore};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 

@@ -1,0 +1,47 @@
+//! Opening the store `--db` names, with the durability a click's commit waits for.
+
+use std::sync::Arc;
+
+use super::parts::DynStore;
+use super::{postgres, sqlite};
+
+/// When a commit counts as done.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Committed data survive the process being killed; the OS writes them to disk moments
+    /// later, so a power cut can lose that last moment. (SQLite WAL, synchronous=NORMAL.)
+    #[default]
+    Process,
+    /// Every commit also waits for fsync: survives power loss, at a cost in throughput.
+    Power,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "process" => Ok(Durability::Process),
+            "power" => Ok(Durability::Power),
+            _ => Err(format!("durability must be process or power, not {s:?}")),
+        }
+    }
+}
+
+/// Opens the store named by `--db`: a `postgres://` URL or an SQLite file path.
+/// Runs pending migrations; refuses a database whose schema is newer than this binary.
+pub async fn open(db: &str) -> anyhow::Result<DynStore> {
+    open_with(db, Durability::default()).await
+}
+
+pub async fn open_with(db: &str, durability: Durability) -> anyhow::Result<DynStore> {
+    if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+        // PostgreSQL commits are always durable (synchronous_commit as the server sets it).
+        return Ok(Arc::new(postgres::PgStore::open(db).await?));
+    }
+    let synchronous = match durability {
+        Durability::Process => "NORMAL",
+        Durability::Power => "FULL",
+    };
+    let opts = sqlite::Options { synchronous, ..sqlite::Options::default() };
+    Ok(Arc::new(sqlite::SqliteStore::open(std::path::Path::new(db), opts).await?))
+}

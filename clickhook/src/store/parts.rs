@@ -1,0 +1,123 @@
+//! The store's interface, one trait per concern. Every method that reads or writes an
+//! account's data takes the account id and filters on it: another account's ids are
+//! indistinguishable from missing ones.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::error::StoreResult;
+use super::records::*;
+use super::schedule::Scheduling;
+use crate::domain::delivery::Subscribed;
+use crate::domain::prospect::Upserted;
+use crate::domain::{
+    Account, AccountPatch, Campaign, CampaignPatch, EmailAddress, Enrollment, EnrollmentKey, EnrollmentPatch, Millis,
+    NewAccount, NewCampaign, Prospect, Subscription, SubscriptionStatus,
+};
+
+/// Accounts, their API keys, and the server's link-signing keys.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    async fn create_account(&self, new: NewAccount) -> StoreResult<Account>;
+    async fn list_accounts(&self) -> StoreResult<Vec<Account>>;
+    async fn account(&self, id: i64) -> StoreResult<Account>;
+    async fn update_account(&self, id: i64, patch: AccountPatch) -> StoreResult<Account>;
+    async fn add_api_key(&self, account_id: i64, key_hash: String, prefix: String) -> StoreResult<ApiKeyInfo>;
+    async fn revoke_api_key(&self, account_id: i64, prefix: &str) -> StoreResult<()>;
+    async fn list_api_keys(&self, account_id: i64) -> StoreResult<Vec<ApiKeyInfo>>;
+    async fn account_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<Account>>;
+
+    async fn link_keys(&self) -> StoreResult<Vec<LinkKey>>;
+    async fn add_link_key(&self, secret: Vec<u8>) -> StoreResult<LinkKey>;
+    async fn remove_link_key(&self, id: i64) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait ProspectStore: Send + Sync {
+    /// Merges a chunk of prospects by email (`domain::prospect::UpsertPlan`), in one transaction.
+    async fn upsert_prospects(&self, account_id: i64, req: UpsertProspects) -> StoreResult<Vec<Upserted>>;
+    async fn list_prospects(&self, account_id: i64, q: ProspectQuery) -> StoreResult<(i64, Vec<Prospect>)>;
+    async fn delete_prospects(&self, account_id: i64, ids: Vec<i64>) -> StoreResult<i64>;
+    /// Stops the prospect in every campaign; returns false when the email is unknown.
+    async fn stop_followups(&self, account_id: i64, email: &EmailAddress) -> StoreResult<bool>;
+}
+
+/// Campaigns, enrollments, sent emails and their links.
+#[async_trait]
+pub trait CampaignStore: Send + Sync {
+    async fn create_campaign(&self, account_id: i64, new: NewCampaign) -> StoreResult<Campaign>;
+    async fn list_campaigns(&self, account_id: i64) -> StoreResult<Vec<Campaign>>;
+    async fn campaign(&self, account_id: i64, id: i64) -> StoreResult<Campaign>;
+    async fn update_campaign(&self, account_id: i64, id: i64, patch: CampaignPatch) -> StoreResult<Campaign>;
+    async fn delete_campaign(&self, account_id: i64, id: i64) -> StoreResult<()>;
+    async fn update_enrollment(&self, account: i64, of: EnrollmentKey, p: EnrollmentPatch) -> StoreResult<Enrollment>;
+    async fn record_email(&self, account_id: i64, email: NewEmail) -> StoreResult<SentEmail>;
+    async fn link_target(&self, email_id: i64, link_no: i64) -> StoreResult<Option<LinkTarget>>;
+}
+
+/// Clicks, and settling them into verdicts and events.
+#[async_trait]
+pub trait ClickStore: Send + Sync {
+    /// Returns once the click is committed: only then may the redirect be answered.
+    async fn record_click(&self, click: NewClick) -> StoreResult<()>;
+    async fn list_clicks(&self, account_id: i64, q: ClickQuery) -> StoreResult<(i64, Vec<ClickRecord>)>;
+    /// The oldest clicks not judged yet, at most `limit`, oldest first.
+    async fn pending_clicks(&self, limit: i64) -> StoreResult<Vec<PendingClick>>;
+    /// Judged clicks on these emails between `from` and `to`.
+    async fn clicks_near(&self, email_ids: Vec<i64>, from: Millis, to: Millis) -> StoreResult<Vec<NearbyClick>>;
+    /// Records first judgements and overrules earlier ones that are still held
+    /// (`domain::click::overrule`), in one transaction.
+    async fn judge_clicks(&self, judged: Vec<Judgement>, overruled: Vec<Overrule>) -> StoreResult<()>;
+    /// Judged clicks not yet released made by `frontier`, oldest first.
+    async fn held_clicks(&self, frontier: Millis, limit: i64) -> StoreResult<Vec<HeldClick>>;
+    async fn event_contexts(&self, email_ids: Vec<i64>) -> StoreResult<HashMap<i64, EventContext>>;
+    /// Makes verdicts final and writes the events to deliver, in one transaction.
+    async fn release_clicks(&self, released: Vec<Release>) -> StoreResult<()>;
+    async fn outbox_depth(&self) -> StoreResult<OutboxDepth>;
+}
+
+/// Webhook subscriptions, batches, leases and the attempt log.
+#[async_trait]
+pub trait DeliveryStore: Send + Sync {
+    async fn subscribe(&self, account: i64, target_url: &str, event: &str, secret: String) -> StoreResult<Subscribed>;
+    async fn unsubscribe(&self, account_id: i64, target_url: &str, event: &str) -> StoreResult<bool>;
+    async fn list_subscriptions(&self, account_id: i64) -> StoreResult<Vec<Subscription>>;
+    async fn subscription(&self, account_id: i64, id: i64) -> StoreResult<Subscription>;
+    async fn set_subscription_status(&self, account: i64, id: i64, to: SubscriptionStatus)
+        -> StoreResult<Subscription>;
+    async fn set_subscription_secret(&self, account_id: i64, id: i64, secret: String) -> StoreResult<Subscription>;
+
+    /// Turns each active subscription's new events into batches (`domain::delivery::Cut`).
+    /// Returns when the earliest window still open closes, so the caller can come back then.
+    async fn cut_batches(&self, now: Millis, window_ms: i64, max_events: i64) -> StoreResult<Option<Millis>>;
+    /// Leases up to `limit` due deliveries of active subscriptions until `now + lease_ms`, at
+    /// most `per_subscription` of each (the oldest due first), so that one endpoint's backlog
+    /// never fills a round and no claimed batch waits unsent for its endpoint's cap.
+    async fn claim_deliveries(&self, now: Millis, lease: i64, limit: i64, per_sub: i64) -> StoreResult<Vec<Claimed>>;
+    /// Logs an attempt and applies its effects (`domain::delivery::AttemptResult::effects`);
+    /// ends the lease.
+    async fn finish_attempt(&self, attempt: Attempt) -> StoreResult<()>;
+    /// Gives back leases taken but not used.
+    async fn release_leases(&self, ids: Vec<i64>) -> StoreResult<()>;
+    async fn list_deliveries(&self, account_id: i64, q: DeliveryQuery) -> StoreResult<(i64, Vec<DeliveryRecord>)>;
+    async fn replay_delivery(&self, account_id: i64, id: i64, now: Millis) -> StoreResult<()>;
+    async fn replay_failed(&self, account_id: i64, subscription_id: i64, now: Millis) -> StoreResult<i64>;
+    /// Queues a delivery with a body of its own (the `test` endpoint).
+    async fn add_test_delivery(&self, account_id: i64, sub_id: i64, body: String, now: Millis) -> StoreResult<i64>;
+    async fn backlog(&self) -> StoreResult<Vec<Backlog>>;
+}
+
+/// All parts of a store together.
+#[async_trait]
+pub trait Store:
+    AccountStore + ProspectStore + CampaignStore + ClickStore + DeliveryStore + Scheduling + 'static
+{
+    fn backend(&self) -> &'static str;
+
+    /// Commits what is queued and stops accepting writes.
+    async fn close(&self);
+}
+
+pub type DynStore = Arc<dyn Store>;

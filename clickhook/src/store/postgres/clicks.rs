@@ -1,0 +1,205 @@
+//! Clicks and settling on PostgreSQL.
+//!
+//! Clicks arrive a group at a time ([`super::click_writer`]); settling and the clicks list
+//! take groups into `clicks` before they read. Unjudged clicks are found by a partial index,
+//! since ids from several nodes may commit out of order.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use tokio_postgres::types::ToSql;
+
+use super::campaigns::load_enrollment;
+use super::click_writer::{by_index, take_in_groups};
+use super::pool::{all, exec, one, page, pg, DIALECT, Q};
+use super::prospects::load_prospect;
+use super::PgStore;
+use crate::domain::click::{overrule, HistoryPrune};
+use crate::domain::now_millis;
+use crate::store::error::{StoreError, StoreResult};
+use crate::store::lists;
+use crate::store::parts::ClickStore;
+use crate::store::records::*;
+use crate::store::rows::{self, to_json, EVENT_HEAD};
+
+/// Events are inserted under this lock so that their ids become visible in order
+/// (subscription cursors read them in order).
+const EVENT_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('clickhook.events.' || current_schema()))";
+
+/// At most this many clicks are taken in from their groups by a list request.
+const LIST_TAKES_IN: i64 = 10_000;
+
+async fn event_context(c: &impl Q, email_id: i64) -> StoreResult<Option<EventContext>> {
+    let Some(mut ctx) = one(c, &format!("{EVENT_HEAD}$1"), &[&email_id], rows::event_context).await? else {
+        return Ok(None);
+    };
+    let Some(prospect) = load_prospect(c, ctx.account_id, ctx.prospect.id).await? else { return Ok(None) };
+    let Some(enrollment) = load_enrollment(c, ctx.campaign_id, prospect.id).await? else { return Ok(None) };
+    (ctx.prospect, ctx.enrollment) = (prospect, enrollment);
+    Ok(Some(ctx))
+}
+
+/// Applies overrules to the clicks still held, as `domain::click::overrule` merges them.
+async fn apply_overrules(tx: &impl Q, overruled: &[Overrule]) -> StoreResult<()> {
+    if overruled.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = overruled.iter().map(|o| o.click_id).collect();
+    let sql = "SELECT id, verdict, reasons FROM clicks WHERE id = ANY($1) AND verdict IS NOT NULL AND NOT released \
+               ORDER BY id FOR UPDATE";
+    let held: HashMap<i64, _> =
+        all(tx, sql, &[&ids], rows::judged).await?.into_iter().map(|(id, v, r)| (id, (v, r))).collect();
+    let (mut ids, mut verdicts, mut reasons) = (vec![], vec![], vec![]);
+    for o in overruled {
+        let Some((verdict, stored)) = held.get(&o.click_id) else { continue };
+        let (verdict, merged) = overrule(*verdict, stored, &o.reasons);
+        ids.push(o.click_id);
+        verdicts.push(verdict.as_str());
+        reasons.push(to_json(&merged)?);
+    }
+    let sql = "UPDATE clicks c SET verdict = u.verdict, reasons = u.reasons \
+               FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(id, verdict, reasons) \
+               WHERE c.id = u.id AND NOT c.released";
+    exec(tx, sql, &[&ids, &verdicts, &reasons]).await.map(drop)
+}
+
+#[async_trait]
+impl ClickStore for PgStore {
+    async fn record_click(&self, click: NewClick) -> StoreResult<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.clicks.send((click, tx)).map_err(|_| StoreError::closed())?;
+        rx.await.map_err(|_| StoreError::closed())?
+    }
+
+    async fn list_clicks(&self, account_id: i64, q: ClickQuery) -> StoreResult<(i64, Vec<ClickRecord>)> {
+        let c = self.pool.get().await?;
+        // The clicks answered a moment ago are listed too, unjudged, unless settling is far
+        // behind: then the newest wait their turn (taking in the whole backlog here would make
+        // a list request as slow as settling it).
+        take_in_groups(&c, LIST_TAKES_IN).await?;
+        page(&*c, &lists::clicks_paged(&DIALECT, account_id, &q), (q.limit, q.offset), rows::click_record).await
+    }
+
+    async fn pending_clicks(&self, limit: i64) -> StoreResult<Vec<PendingClick>> {
+        let mut c = self.pool.get().await?;
+        take_in_groups(&c, limit).await?;
+        let tx = by_index(&mut c).await?;
+        // The limit applies before the joins, so a round reads `limit` clicks, not the backlog.
+        let sql = "SELECT c.id, coalesce(e.account_id, 0), c.email_id, c.link_no, c.at, c.head, c.ip, c.user_agent, \
+                   coalesce(e.sent_at, 0), coalesce(l.honeypot, FALSE), a.click_filter, coalesce(l.url, '') \
+                   FROM (SELECT * FROM clicks WHERE verdict IS NULL ORDER BY id LIMIT $1) c \
+                   LEFT JOIN emails e ON e.id = c.email_id \
+                   LEFT JOIN links l ON l.email_id = c.email_id AND l.link_no = c.link_no \
+                   LEFT JOIN accounts a ON a.id = e.account_id \
+                   ORDER BY c.id";
+        let pending = all(&tx, sql, &[&limit], rows::pending_click).await?;
+        tx.commit().await.map_err(pg)?;
+        Ok(pending)
+    }
+
+    async fn clicks_near(&self, email_ids: Vec<i64>, from: i64, to: i64) -> StoreResult<Vec<NearbyClick>> {
+        let mut c = self.pool.get().await?;
+        let tx = by_index(&mut c).await?;
+        let sql = "SELECT e.click_id, e.email_id, e.link_no, e.at, e.honeypot, c.released, c.reasons \
+                   FROM email_clicks e JOIN clicks c ON c.id = e.click_id \
+                   WHERE e.email_id = ANY($1) AND e.at BETWEEN $2 AND $3";
+        let near = all(&tx, sql, &[&email_ids, &from, &to], rows::nearby_click).await?;
+        tx.commit().await.map_err(pg)?;
+        Ok(near)
+    }
+
+    async fn judge_clicks(&self, judged: Vec<Judgement>, overruled: Vec<Overrule>) -> StoreResult<()> {
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await.map_err(pg)?;
+        let (mut ids, mut verdicts, mut reasons, mut emails, mut ats, mut links, mut honeypots) =
+            (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+        for j in &judged {
+            ids.push(j.click.click_id);
+            verdicts.push(j.verdict.as_str());
+            reasons.push(to_json(&j.reasons)?);
+            emails.push(j.click.email_id);
+            ats.push(j.click.at);
+            links.push(j.click.link_no);
+            honeypots.push(j.click.honeypot);
+        }
+        // Only clicks this call judges enter the burst history: another node may have judged some.
+        let sql = "WITH j AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], \
+                     $6::bigint[], $7::bool[]) AS j(click_id, verdict, reasons, email_id, at, link_no, honeypot)), \
+                   judged AS (UPDATE clicks c SET verdict = j.verdict, reasons = j.reasons FROM j \
+                     WHERE c.id = j.click_id AND c.verdict IS NULL RETURNING c.id) \
+                   INSERT INTO email_clicks (click_id, email_id, at, link_no, honeypot) \
+                   SELECT j.click_id, j.email_id, j.at, j.link_no, j.honeypot FROM j JOIN judged ON judged.id = j.click_id \
+                   ORDER BY j.click_id";
+        let params: [&(dyn ToSql + Sync); 7] = [&ids, &verdicts, &reasons, &emails, &ats, &links, &honeypots];
+        exec(&tx, sql, &params).await?;
+        apply_overrules(&tx, &overruled).await?;
+        if let Some(p) = HistoryPrune::after(&ats) {
+            let sql =
+                "DELETE FROM email_clicks WHERE id IN (SELECT id FROM email_clicks ORDER BY id LIMIT $2) AND at < $1";
+            exec(&tx, sql, &[&p.before, &p.oldest_rows]).await?;
+        }
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn held_clicks(&self, frontier: i64, limit: i64) -> StoreResult<Vec<HeldClick>> {
+        let mut c = self.pool.get().await?;
+        let tx = by_index(&mut c).await?;
+        let sql = "SELECT c.id, c.account_id, c.email_id, coalesce(l.url, ''), c.at, c.verdict, a.click_filter \
+                   FROM clicks c LEFT JOIN links l ON l.email_id = c.email_id AND l.link_no = c.link_no \
+                   LEFT JOIN accounts a ON a.id = c.account_id \
+                   WHERE c.verdict IS NOT NULL AND NOT c.released AND c.at <= $1 ORDER BY c.at LIMIT $2";
+        let held = all(&tx, sql, &[&frontier, &limit], rows::held_click).await?;
+        tx.commit().await.map_err(pg)?;
+        Ok(held)
+    }
+
+    async fn event_contexts(&self, email_ids: Vec<i64>) -> StoreResult<HashMap<i64, EventContext>> {
+        let c = self.pool.get().await?;
+        // All at once: the queries are pipelined on the one connection, not a round trip each.
+        let contexts = futures::future::join_all(email_ids.iter().map(|&id| event_context(&*c, id))).await;
+        let mut out = HashMap::new();
+        for (id, ctx) in email_ids.into_iter().zip(contexts) {
+            if let Some(ctx) = ctx? {
+                out.insert(id, ctx);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn release_clicks(&self, released: Vec<Release>) -> StoreResult<()> {
+        if released.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = released.iter().map(|r| r.click_id).collect();
+        let (mut accounts, mut clicks, mut payloads, mut occurred) = (vec![], vec![], vec![], vec![]);
+        for r in &released {
+            if let Some(payload) = &r.event {
+                accounts.push(r.account_id);
+                clicks.push(r.click_id);
+                payloads.push(payload.as_str());
+                occurred.push(r.clicked_at);
+            }
+        }
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await.map_err(pg)?;
+        exec(&tx, EVENT_LOCK, &[]).await?;
+        // Only clicks this call releases get an event: another node may have released some.
+        let sql = "WITH newly AS (UPDATE clicks SET released = TRUE WHERE id = ANY($1) AND NOT released RETURNING id) \
+                   INSERT INTO events (account_id, click_id, created_at, payload, occurred_at) \
+                   SELECT u.account_id, u.click_id, $6, u.payload, u.occurred_at \
+                   FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::bigint[]) AS u(account_id, click_id, payload, occurred_at) \
+                   JOIN newly ON newly.id = u.click_id ORDER BY u.occurred_at, u.click_id \
+                   ON CONFLICT (click_id) DO NOTHING";
+        exec(&tx, sql, &[&ids, &accounts, &clicks, &payloads, &occurred, &now_millis()]).await?;
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn outbox_depth(&self) -> StoreResult<OutboxDepth> {
+        let c = self.pool.get().await?;
+        let sql = "SELECT (SELECT count(*) FROM clicks WHERE verdict IS NULL) \
+                   + (SELECT coalesce(sum(clicks), 0) FROM click_groups) \
+                   + (SELECT count(*) FROM clicks WHERE verdict IS NOT NULL AND NOT released), (SELECT count(*) FROM events)";
+        let r = c.query_one(sql, &[]).await.map_err(pg)?;
+        Ok(OutboxDepth { clicks_pending: r.get(0), events_total: r.get(1) })
+    }
+}

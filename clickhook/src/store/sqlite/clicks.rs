@@ -1,0 +1,167 @@
+//! Clicks and settling on SQLite.
+//!
+//! Clicks go in through the writer's group commit ([`super::writer`]). Unjudged clicks are
+//! found from a stored frontier (`settle_frontier`), not an index: one writer commits clicks
+//! in id order and the settler judges them in id order, so every click below it is judged.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection};
+
+use super::campaigns::load_enrollment;
+use super::prospects::load_prospect;
+use super::sql::{all, exec, ids_json, one, page, value, DIALECT};
+use super::SqliteStore;
+use crate::domain::click::{overrule, HistoryPrune};
+use crate::domain::now_millis;
+use crate::store::error::StoreResult;
+use crate::store::lists;
+use crate::store::parts::ClickStore;
+use crate::store::records::*;
+use crate::store::rows::{self, to_json, EVENT_HEAD};
+
+fn event_context(conn: &Connection, email_id: i64) -> StoreResult<Option<EventContext>> {
+    let Some(mut ctx) = one(conn, &format!("{EVENT_HEAD}?1"), [email_id], rows::event_context)? else {
+        return Ok(None);
+    };
+    let Some(prospect) = load_prospect(conn, ctx.account_id, ctx.prospect.id)? else { return Ok(None) };
+    let Some(enrollment) = load_enrollment(conn, ctx.campaign_id, prospect.id)? else { return Ok(None) };
+    (ctx.prospect, ctx.enrollment) = (prospect, enrollment);
+    Ok(Some(ctx))
+}
+
+/// Applies overrules to the clicks still held, as `domain::click::overrule` merges them.
+fn apply_overrules(conn: &Connection, overruled: &[Overrule]) -> StoreResult<()> {
+    let held = "SELECT id, verdict, reasons FROM clicks WHERE id = ?1 AND verdict IS NOT NULL AND released = 0";
+    for o in overruled {
+        let Some((id, verdict, reasons)) = one(conn, held, [o.click_id], rows::judged)? else { continue };
+        let (verdict, reasons) = overrule(verdict, &reasons, &o.reasons);
+        let sql = "UPDATE clicks SET verdict = ?2, reasons = ?3 WHERE id = ?1 AND released = 0";
+        exec(conn, sql, params![id, verdict.as_str(), to_json(&reasons)?])?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ClickStore for SqliteStore {
+    async fn record_click(&self, click: NewClick) -> StoreResult<()> {
+        self.writer.click(click).await
+    }
+
+    async fn list_clicks(&self, account_id: i64, q: ClickQuery) -> StoreResult<(i64, Vec<ClickRecord>)> {
+        self.read(move |conn| {
+            page(conn, &lists::clicks_paged(&DIALECT, account_id, &q), (q.limit, q.offset), rows::click_record)
+        })
+        .await
+    }
+
+    async fn pending_clicks(&self, limit: i64) -> StoreResult<Vec<PendingClick>> {
+        self.read(move |conn| {
+            let sql =
+                "SELECT c.id, coalesce(e.account_id, 0), c.email_id, c.link_no, c.at, c.head, c.ip, c.user_agent, \
+                       coalesce(e.sent_at, 0), coalesce(l.honeypot, 0), a.click_filter, coalesce(l.url, '') \
+                       FROM clicks c LEFT JOIN emails e ON e.id = c.email_id \
+                       LEFT JOIN links l ON l.email_id = c.email_id AND l.link_no = c.link_no \
+                       LEFT JOIN accounts a ON a.id = e.account_id \
+                       WHERE c.id >= (SELECT next_unjudged FROM settle_frontier) AND c.verdict IS NULL \
+                       ORDER BY c.id LIMIT ?1";
+            all(conn, sql, [limit], rows::pending_click)
+        })
+        .await
+    }
+
+    async fn clicks_near(&self, email_ids: Vec<i64>, from: i64, to: i64) -> StoreResult<Vec<NearbyClick>> {
+        self.read(move |conn| {
+            let sql = "SELECT e.click_id, e.email_id, e.link_no, e.at, e.honeypot, c.released, c.reasons \
+                       FROM email_clicks e JOIN clicks c ON c.id = e.click_id \
+                       WHERE e.email_id IN (SELECT value FROM json_each(?1)) AND e.at BETWEEN ?2 AND ?3";
+            all(conn, sql, params![ids_json(&email_ids), from, to], rows::nearby_click)
+        })
+        .await
+    }
+
+    async fn judge_clicks(&self, judged: Vec<Judgement>, overruled: Vec<Overrule>) -> StoreResult<()> {
+        self.write_background(move |conn| {
+            for j in &judged {
+                let sql = "UPDATE clicks SET verdict = ?2, reasons = ?3 WHERE id = ?1 AND verdict IS NULL";
+                if exec(conn, sql, params![j.click.click_id, j.verdict.as_str(), to_json(&j.reasons)?])? == 0 {
+                    continue; // another settler was first
+                }
+                let c = &j.click;
+                let sql =
+                    "INSERT INTO email_clicks (click_id, email_id, at, link_no, honeypot) VALUES (?1, ?2, ?3, ?4, ?5)";
+                exec(conn, sql, params![c.click_id, c.email_id, c.at, c.link_no, c.honeypot])?;
+            }
+            // Move the frontier past the clicks now judged: a short rowid scan from where it was.
+            let frontier = "UPDATE settle_frontier SET next_unjudged = coalesce( \
+                              (SELECT min(id) FROM clicks WHERE id >= next_unjudged AND verdict IS NULL), \
+                              (SELECT coalesce(max(id), 0) + 1 FROM clicks))";
+            exec(conn, frontier, [])?;
+            apply_overrules(conn, &overruled)?;
+            let ats: Vec<i64> = judged.iter().map(|j| j.click.at).collect();
+            if let Some(p) = HistoryPrune::after(&ats) {
+                let sql = "DELETE FROM email_clicks WHERE rowid IN \
+                           (SELECT rowid FROM email_clicks ORDER BY rowid LIMIT ?2) AND at < ?1";
+                exec(conn, sql, [p.before, p.oldest_rows])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn held_clicks(&self, frontier: i64, limit: i64) -> StoreResult<Vec<HeldClick>> {
+        self.read(move |conn| {
+            let sql = "SELECT c.id, c.account_id, c.email_id, coalesce(l.url, ''), c.at, c.verdict, a.click_filter \
+                       FROM clicks c LEFT JOIN links l ON l.email_id = c.email_id AND l.link_no = c.link_no \
+                       LEFT JOIN accounts a ON a.id = c.account_id \
+                       WHERE c.verdict IS NOT NULL AND c.released = 0 AND c.at <= ?1 ORDER BY c.at LIMIT ?2";
+            all(conn, sql, params![frontier, limit], rows::held_click)
+        })
+        .await
+    }
+
+    async fn event_contexts(&self, email_ids: Vec<i64>) -> StoreResult<HashMap<i64, EventContext>> {
+        self.read(move |conn| {
+            let mut out = HashMap::new();
+            for id in email_ids {
+                if let Some(ctx) = event_context(conn, id)? {
+                    out.insert(id, ctx);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn release_clicks(&self, released: Vec<Release>) -> StoreResult<()> {
+        self.write_background(move |conn| {
+            let now = now_millis();
+            for r in &released {
+                if exec(conn, "UPDATE clicks SET released = 1 WHERE id = ?1 AND released = 0", [r.click_id])? == 0 {
+                    continue;
+                }
+                if let Some(payload) = &r.event {
+                    let sql = "INSERT INTO events (account_id, click_id, created_at, payload, occurred_at) \
+                               VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (click_id) DO NOTHING";
+                    exec(conn, sql, params![r.account_id, r.click_id, now, payload, r.clicked_at])?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn outbox_depth(&self) -> StoreResult<OutboxDepth> {
+        self.read(|conn| {
+            let pending =
+                "SELECT (SELECT count(*) FROM clicks WHERE id >= (SELECT next_unjudged FROM settle_frontier) \
+                             AND verdict IS NULL) \
+                           + (SELECT count(*) FROM clicks WHERE verdict IS NOT NULL AND released = 0)";
+            let clicks_pending = value(conn, pending, [])?;
+            let events_total = value(conn, "SELECT count(*) FROM events", [])?;
+            Ok(OutboxDepth { clicks_pending, events_total })
+        })
+        .await
+    }
+}

@@ -1,0 +1,111 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! One writer thread owns the only writing connection ([`writer`]). It takes everything
+//! queued, runs it in one transaction and commits once (group commit), so a burst of clicks
+//! costs one fsync rather than one each; every caller is answered only after that commit.
+//! Each queued job runs inside its own savepoint, so one failing job rolls back alone. Reads
+//! run on a small pool of read-only connections, which WAL lets proceed while the writer
+//! commits. The other files hold the SQL of each part of the store.
+
+mod accounts;
+mod campaigns;
+mod clicks;
+mod delivery;
+mod prospects;
+mod sql;
+mod writer;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rusqlite::Connection;
+
+use super::parts::Store;
+use super::schedule::{LastClickCommit, Scheduling};
+use super::schema;
+pub use writer::Options;
+use writer::{Readers, Writer};
+
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../../migrations/sqlite/0002_delivery.sql"),
+    include_str!("../../../migrations/sqlite/0003_settle_frontier.sql"),
+];
+
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Arc<Readers>,
+    /// When the writer last committed clicks.
+    last_click_commit: Arc<LastClickCommit>,
+    /// The settler is behind: its writes no longer wait for a lull in the clicks.
+    urgent: AtomicBool,
+}
+
+/// Applies the migrations this binary knows; refuses a schema it does not.
+pub fn migrate(conn: &Connection) -> anyhow::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for i in schema::pending(version, MIGRATIONS.len())? {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(MIGRATIONS[i])?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "applied SQLite migration");
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    pub async fn open(path: &Path, opts: Options) -> anyhow::Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            anyhow::bail!("could not put {} in WAL mode (got {mode})", path.display());
+        }
+        // The writer's page cache holds the recent clicks that settling updates a few seconds
+        // after they went in; SQLite's default 2 MB held well under a second of them.
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous={}; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-32768;",
+            opts.synchronous
+        ))?;
+        migrate(&conn)?;
+        // One process owns the file (the writer): leases left behind belong to a process that died.
+        conn.execute("UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL", [])?;
+        let last_click_commit = Arc::new(LastClickCommit::default());
+        let writer = Writer::start(conn, path, last_click_commit.clone())?;
+        Ok(SqliteStore {
+            writer,
+            readers: Arc::new(Readers::new(path, opts.readers)),
+            last_click_commit,
+            urgent: AtomicBool::new(false),
+        })
+    }
+
+    fn urgent(&self) -> bool {
+        self.urgent.load(Ordering::Relaxed)
+    }
+}
+
+#[async_trait]
+impl Scheduling for SqliteStore {
+    fn clicks_flowing(&self) -> bool {
+        self.last_click_commit.flowing()
+    }
+
+    fn settle_urgently(&self, urgent: bool) {
+        self.urgent.store(urgent, Ordering::Relaxed);
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn close(&self) {
+        self.writer.close().await;
+    }
+}
