@@ -26,19 +26,36 @@ pub fn is_public_v4(ip: Ipv4Addr) -> bool {
         || (a == 198 && (18..20).contains(&b)))
 }
 
+/// IPv6 addresses that carry an IPv4 address are judged by the IPv4 address they carry:
+/// IPv4-compatible (`::a.b.c.d`), -mapped (`::ffff:a.b.c.d`), -translated (`::ffff:0:a.b.c.d`),
+/// NAT64 (`64:ff9b::/96`), 6to4 (`2002::/16`) and Teredo (`2001::/32`, server and client).
+/// Unique-local, link- and site-local, multicast, documentation, discard and local-use NAT64
+/// ranges are never public.
 pub fn is_public_v6(ip: Ipv6Addr) -> bool {
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return is_public_v4(v4);
-    }
     let s = ip.segments();
-    !(ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_multicast()
-        || (s[0] & 0xfe00) == 0xfc00
-        || (s[0] & 0xffc0) == 0xfe80
-        || (s[0] == 0x2001 && s[1] == 0x0db8)
-        || (s[0] == 0x64 && s[1] == 0xff9b)
-        || (s[0] == 0x100 && s[1] == 0 && s[2] == 0 && s[3] == 0))
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    if ip.is_unspecified() || ip.is_loopback() {
+        return false;
+    }
+    let carried: &[Ipv4Addr] = match s {
+        [0, 0, 0, 0, 0, 0, hi, lo] | [0, 0, 0, 0, 0, 0xffff, hi, lo] | [0, 0, 0, 0, 0xffff, 0, hi, lo] => &[v4(hi, lo)],
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => &[v4(hi, lo)],
+        [0x2002, hi, lo, ..] => &[v4(hi, lo)],
+        [0x2001, 0, server_hi, server_lo, _, _, hi, lo] => &[v4(server_hi, server_lo), v4(!hi, !lo)],
+        _ => &[],
+    };
+    if !carried.is_empty() {
+        return carried.iter().all(|a| is_public_v4(*a));
+    }
+    !(ip.is_multicast()
+        || (s[0] & 0xfe00) == 0xfc00 // unique local
+        || (s[0] & 0xffc0) == 0xfe80 // link local
+        || (s[0] & 0xffc0) == 0xfec0 // site local (deprecated)
+        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+        || (s[0] & 0xfff0) == 0x3ff0 // documentation (3fff::/20)
+        || (s[0] == 0x64 && s[1] == 0xff9b) // NAT64, local use and what the well-known prefix does not carry
+        || (s[0] == 0x100 && s[1] == 0 && s[2] == 0 && s[3] == 0) // discard
+        || s[0] == 0) // the rest of ::/16: reserved
 }
 
 pub fn is_public(ip: IpAddr) -> bool {
@@ -119,6 +136,32 @@ mod tests {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn ipv6_forms_that_carry_an_ipv4_address_are_judged_by_it() {
+        for ip in [
+            "::127.0.0.1",               // IPv4-compatible
+            "::a9fe:a9fe",               // compatible, 169.254.169.254
+            "::ffff:0:127.0.0.1",        // IPv4-translated
+            "::ffff:10.0.0.1",           // IPv4-mapped
+            "64:ff9b::a9fe:a9fe",        // NAT64
+            "64:ff9b:1::8.8.8.8",        // NAT64, local use
+            "2002:7f00:1::1",            // 6to4 of 127.0.0.1
+            "2002:a9fe:a9fe::1",         // 6to4 of 169.254.169.254
+            "2001:0:7f00:1::1",          // Teredo server 127.0.0.1
+            "2001:0:808:808::80ff:fefe", // Teredo client ~0x80fffefe = 127.0.1.1
+            "fec0::1",                   // site local
+            "3fff::1",                   // documentation
+            "2001:db8::1",               // documentation
+            "fc00::1",                   // unique local
+            "ff0e::1",                   // multicast
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["::8.8.8.8", "::ffff:8.8.8.8", "64:ff9b::8.8.8.8", "2002:808:808::1", "2001:0:808:808::f7f7:f7f7"] {
             assert!(is_public(ip.parse().unwrap()), "{ip}");
         }
     }

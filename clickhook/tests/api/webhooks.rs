@@ -65,6 +65,18 @@ async fn private_targets_are_refused_unless_allowed() {
         "http://[::1]/x",
         "http://169.254.169.254/latest",
         "http://10.0.0.1/x",
+        // IPv6 forms that carry a private IPv4 address, and private IPv6 ranges.
+        "http://[::127.0.0.1]/",
+        "http://[::a9fe:a9fe]/",
+        "http://[::ffff:0:127.0.0.1]/",
+        "http://[2002:7f00:1::1]/",
+        "http://[2002:a9fe:a9fe::1]/",
+        "http://[64:ff9b::a9fe:a9fe]/",
+        "http://[2001:0:7f00:1::1]/",
+        "http://[fd00::1]/",
+        "http://[fe80::1]/",
+        "http://[ff02::1]/",
+        "http://[2001:db8::1]/",
     ] {
         let r =
             app.post("/rest/v1/webhooks/subscribe", &key, json!({"target_url": url, "event": "link_clicked"})).await;
