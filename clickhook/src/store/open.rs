@@ -34,8 +34,19 @@ pub async fn open(db: &str) -> anyhow::Result<DynStore> {
 }
 
 pub async fn open_with(db: &str, durability: Durability) -> anyhow::Result<DynStore> {
+    open_as(db, durability, false).await
+}
+
+/// Opens the store for `serve`. An SQLite file is served by one process at a time: a second
+/// `serve` of it is refused, naming the server that has it.
+pub async fn open_for_serving(db: &str, durability: Durability) -> anyhow::Result<DynStore> {
+    open_as(db, durability, true).await
+}
+
+async fn open_as(db: &str, durability: Durability, serving: bool) -> anyhow::Result<DynStore> {
     if db.starts_with("postgres://") || db.starts_with("postgresql://") {
-        // PostgreSQL commits are always durable (synchronous_commit as the server sets it).
+        // PostgreSQL commits are always durable (synchronous_commit as the server sets it), and
+        // several nodes serve one database by design.
         return Ok(Arc::new(postgres::PgStore::open(db).await?));
     }
     let synchronous = match durability {
@@ -43,5 +54,10 @@ pub async fn open_with(db: &str, durability: Durability) -> anyhow::Result<DynSt
         Durability::Power => "FULL",
     };
     let opts = sqlite::Options { synchronous, ..sqlite::Options::default() };
-    Ok(Arc::new(sqlite::SqliteStore::open(std::path::Path::new(db), opts).await?))
+    let path = std::path::Path::new(db);
+    let store = match serving {
+        true => sqlite::SqliteStore::open_for_serving(path, opts).await?,
+        false => sqlite::SqliteStore::open(path, opts).await?,
+    };
+    Ok(Arc::new(store))
 }

@@ -130,3 +130,31 @@ async fn receive_prints_and_verifies_what_it_gets() {
     assert_eq!(verdicts, ["signature: valid", "signature: INVALID"]);
     assert!(out.iter().any(|l| l.contains("\"username\": \"test_user\"")));
 }
+
+/// One SQLite file, one server: a second `serve` would clear the first one's delivery leases
+/// and send its batches again. It is refused, naming the file and the server's pid, while
+/// commands keep working beside the server. (PostgreSQL is served by several nodes by design.)
+#[tokio::test]
+async fn a_second_server_on_one_sqlite_file_is_refused() {
+    if on_postgres() {
+        return;
+    }
+    let node = crate::crash::Node::new();
+    let server = node.start(&[]).await;
+    let second = Command::new(env!("CARGO_BIN_EXE_clickhook"))
+        .arg("--db")
+        .arg(&node.db.0)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "the second server must not start: {err}");
+    assert!(err.contains(&node.db.0) && err.contains(&format!("pid {}", server.id())), "{err}");
+    let (ok, out, err) = clickhook(&node.db.0, &["account", "create", "--name", "Beside", "--timezone", "UTC"]);
+    assert!(ok && out.contains("created"), "{err}");
+    let (ok, out, _) = clickhook(&node.db.0, &["account", "list"]);
+    assert!(ok && out.contains("Beside"), "{out}");
+    drop(server);
+    // Once it is gone, the file can be served again.
+    let _again = node.start(&[]).await;
+}

@@ -35,6 +35,8 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 pub struct SqliteStore {
+    /// Held while this process serves the file (see [`SqliteStore::open_for_serving`]).
+    _serving: Option<std::fs::File>,
     writer: Writer,
     readers: Arc<Readers>,
     /// When the writer last committed clicks.
@@ -56,7 +58,58 @@ pub fn migrate(conn: &Connection) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The file that marks a database as served: a `serve` holds an exclusive lock on it, and the
+/// pid of its process is written in it.
+fn serve_lock_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".serve.lock");
+    path.with_file_name(name)
+}
+
+/// Takes the lock only one `serve` of a file may hold. A second server would clear the first
+/// one's delivery leases and send its batches again; commands (`account`, `import`, …) take no
+/// lock and run beside a server.
+fn lock_for_serving(path: &Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    let lock_path = serve_lock_path(path);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", lock_path.display()))?;
+    // SAFETY: flock on a descriptor this function owns; it only reads its arguments.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let mut pid = String::new();
+        let _ = file.read_to_string(&mut pid);
+        anyhow::bail!(
+            "{} is already served by another clickhook (pid {}); stop it first, or serve another --db",
+            path.display(),
+            pid.trim()
+        );
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(file, "{}", std::process::id())?;
+    Ok(file)
+}
+
 impl SqliteStore {
+    /// Opens the file for `serve`: this process alone serves it, so leases left in it belong to
+    /// a process that died, and are given back.
+    pub async fn open_for_serving(path: &Path, opts: Options) -> anyhow::Result<Self> {
+        let lock = lock_for_serving(path)?;
+        let mut store = Self::open(path, opts).await?;
+        store
+            .write(|conn| sql::exec(conn, "UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL", []))
+            .await?;
+        store._serving = Some(lock);
+        Ok(store)
+    }
+
+    /// Opens the file for a command, beside a server that may be running.
     pub async fn open(path: &Path, opts: Options) -> anyhow::Result<Self> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -71,11 +124,10 @@ impl SqliteStore {
             opts.synchronous
         ))?;
         migrate(&conn)?;
-        // One process owns the file (the writer): leases left behind belong to a process that died.
-        conn.execute("UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL", [])?;
         let last_click_commit = Arc::new(LastClickCommit::default());
         let writer = Writer::start(conn, path, last_click_commit.clone())?;
         Ok(SqliteStore {
+            _serving: None,
             writer,
             readers: Arc::new(Readers::new(path, opts.readers)),
             last_click_commit,
