@@ -142,7 +142,7 @@ fn benches(c: &mut Criterion) {
         })
         .collect();
     let html = format!("<html><body>{html}</body></html>");
-    let tracked: Vec<String> = (0..20).map(|i| format!("https://t.example/c/{i:020}")).collect();
+    let tracked: Vec<Option<String>> = (0..20).map(|i| Some(format!("https://t.example/c/{i:020}"))).collect();
     c.bench_function("rewrite_html_20_links", |b| {
         b.iter(|| {
             let links = rewrite::collect_html(black_box(&html)).unwrap();

@@ -19,7 +19,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, msg: impl Into<String>) -> Self {
-        ApiError { status, code, msg: msg.into() }
+        ApiError { status, code, msg: bounded(msg.into()) }
     }
     pub fn session() -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "E_SESSION", "Missing or invalid API key.")
@@ -55,13 +55,30 @@ impl ApiError {
 
     /// Prefixes the message with where in the input the problem is (`prospects[3]`).
     pub fn at(mut self, place: impl std::fmt::Display) -> Self {
-        self.msg = format!("{place}: {}", self.msg);
+        self.msg = bounded(format!("{place}: {}", self.msg));
         self
     }
 
     pub fn body(&self) -> String {
         serde_json::json!({"status": {"status": "ERROR", "code": self.code, "msg": self.msg}}).to_string()
     }
+}
+
+/// Longest message an error carries. Messages quote the input they refuse, and input can be
+/// megabytes (an unknown JSON key, a CSV header): what is quoted is cut, never the whole of it.
+pub const MAX_MESSAGE: usize = 300;
+
+/// `msg`, cut to [`MAX_MESSAGE`] bytes on a character boundary, marked with `…` when cut.
+pub fn bounded(mut msg: String) -> String {
+    if msg.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE;
+        while !msg.is_char_boundary(end) {
+            end -= 1;
+        }
+        msg.truncate(end);
+        msg.push('…');
+    }
+    msg
 }
 
 impl std::fmt::Display for ApiError {
@@ -110,3 +127,17 @@ impl From<StoreError> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_bounded() {
+        let long = ApiError::wrong_param(format!("Unknown field {:?}.", "é".repeat(1_000_000)));
+        assert!(long.msg.len() <= MAX_MESSAGE + '…'.len_utf8(), "{}", long.msg.len());
+        assert!(long.msg.starts_with("Unknown field \"éé") && long.msg.ends_with('…'));
+        assert!(long.at("prospects[0]").body().len() < 2 * MAX_MESSAGE);
+        assert_eq!(ApiError::wrong_param("short").msg, "short");
+    }
+}

@@ -120,7 +120,7 @@ pub async fn import_csv(
     let reject = |report: &mut ImportReport, line: u64, error: String| {
         report.rejected += 1;
         if report.errors.len() < MAX_LISTED {
-            report.errors.push(RowError { line, error });
+            report.errors.push(RowError { line, error: crate::error::bounded(error) });
         }
     };
     loop {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use clickhook::config::{ServeArgs, Settings};
+use clickhook::domain::account::parse_account_id;
 use clickhook::domain::{parse_timezone, NewAccount};
 use clickhook::store;
 use clickhook::{api::auth, click::token, startup::Application};
@@ -118,7 +119,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(a) => {
             let durability = a.durability;
             let settings = Settings::from_args(cli.db, a)?;
-            let st = store::open_with(&settings.db, durability).await?;
+            let st = store::open_for_serving(&settings.db, durability).await?;
             let app = Application::build_with_store(settings, st).await?;
             println!("clickhook listening on http://{}", app.local_addr());
             app.run_until_stopped(clickhook::startup::shutdown_signal()).await
@@ -145,8 +146,13 @@ async fn account(db: &str, cmd: AccountCmd) -> anyhow::Result<()> {
                 if name.trim().is_empty() {
                     anyhow::bail!("--name must not be empty");
                 }
-                let a =
-                    st.create_account(NewAccount { id, name: name.trim().into(), timezone: tz.name().into() }).await?;
+                let a = st
+                    .create_account(NewAccount {
+                        id: id.map(parse_account_id).transpose()?,
+                        name: name.trim().into(),
+                        timezone: tz.name().into(),
+                    })
+                    .await?;
                 let key = auth::issue_key(&st, a.id).await?;
                 if json {
                     println!("{}", serde_json::json!({"id": a.id, "api_key": key}));

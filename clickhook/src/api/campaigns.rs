@@ -141,17 +141,18 @@ async fn create(
     Auth(account): Auth,
     JsonBody(b): JsonBody<CampaignBody>,
 ) -> ApiResult<Response> {
+    if b.id.is_some() {
+        // A chosen id would jump every later id, and its answer would tell whether another
+        // account holds it: ids are the store's to give.
+        return Err(ApiError::wrong_param("A campaign's id is given by clickhook; leave id out."));
+    }
     let new = NewCampaign {
-        id: b.id,
         name: parse_name(b.name.ok_or_else(|| ApiError::required("name"))?)?,
         status: b.status.as_deref().map(CampaignStatus::parse).transpose()?.unwrap_or(CampaignStatus::Draft),
         from_name: b.from_name.unwrap_or_default(),
         mailboxes: parse_mailboxes(b.mailboxes.unwrap_or_default())?,
         steps: parse_steps(b.steps.unwrap_or_default())?,
     };
-    if new.id.is_some_and(|id| id < 1) {
-        return Err(ApiError::wrong_param("id must be a positive integer."));
-    }
     let c = st.store.create_campaign(account.id, new).await?;
     Ok((StatusCode::CREATED, Json(campaign_json(&c, &account.timezone))).into_response())
 }

@@ -95,9 +95,15 @@ async fn send(
     } else {
         (Vec::new(), Vec::new())
     };
+    // Each link found, as the URI its clicks go to, or why it stays untracked.
+    let found: Vec<(&String, Result<String, String>)> =
+        html_links.iter().chain(&text_links).map(|href| (href, rewrite::destination(href))).collect();
     let honeypot = step.track_links && b.html.is_some() && account.click_filter.honeypot;
-    let mut links: Vec<NewLink> =
-        html_links.iter().chain(&text_links).map(|u| NewLink { url: u.clone(), honeypot: false }).collect();
+    let mut links: Vec<NewLink> = found
+        .iter()
+        .filter_map(|(_, d)| d.as_ref().ok())
+        .map(|url| NewLink { url: url.clone(), honeypot: false })
+        .collect();
     if honeypot {
         links.push(NewLink { url: format!("{}/", st.settings.public_url), honeypot: true });
     }
@@ -126,20 +132,20 @@ async fn send(
             format!("{}/c/{}", st.settings.public_url, st.link_keys.sign(LinkRef { email_id: sent.id, link_no }))
         })
         .collect();
-    let n_html = html_links.len().min(tracked.len());
+    // The tracked URL of each link found, in order; none for those left untracked.
+    let mut next = tracked.iter();
+    let per_link: Vec<Option<String>> =
+        found.iter().map(|(_, d)| d.as_ref().ok().and_then(|_| next.next().cloned())).collect();
+    let (html_tracked, text_tracked) = per_link.split_at(html_links.len());
     let honeypot_url = sent.links.iter().zip(&tracked).find(|(l, _)| l.honeypot).map(|(_, t)| t.clone());
     let html_out = match &b.html {
         Some(h) => Some(
-            rewrite::rewrite_html(
-                h,
-                &tracked[..n_html],
-                honeypot_url.as_deref().map(rewrite::honeypot_anchor).as_deref(),
-            )
-            .map_err(|e| ApiError::wrong_param(format!("Unreadable HTML: {e}.")))?,
+            rewrite::rewrite_html(h, html_tracked, honeypot_url.as_deref().map(rewrite::honeypot_anchor).as_deref())
+                .map_err(|e| ApiError::wrong_param(format!("Unreadable HTML: {e}.")))?,
         ),
         None => None,
     };
-    let text_out = b.text.as_deref().map(|t| rewrite::rewrite_text(t, &tracked[n_html..]));
+    let text_out = b.text.as_deref().map(|t| rewrite::rewrite_text(t, text_tracked));
     let links: Vec<_> = sent
         .links
         .iter()
@@ -147,6 +153,8 @@ async fn send(
         .filter(|(l, _)| !l.honeypot)
         .map(|(l, t)| json!({"url": l.url, "tracked_url": t}))
         .collect();
+    let untracked: Vec<_> =
+        found.iter().filter_map(|(href, d)| d.as_ref().err().map(|why| json!({"url": href, "reason": why}))).collect();
     let status = if sent.replayed { StatusCode::OK } else { StatusCode::CREATED };
     Ok((
         status,
@@ -157,6 +165,7 @@ async fn send(
             "html": html_out,
             "text": text_out,
             "links": links,
+            "untracked": untracked,
         })),
     )
         .into_response())

@@ -160,12 +160,15 @@ pub fn api() -> Api {
 
 pub fn router(state: AppState) -> Router {
     let api = api();
-    api.router.fallback(fallback).with_state(state)
+    api.router.fallback(fallback).method_not_allowed_fallback(method_not_allowed).with_state(state)
 }
 
-async fn fallback(method: Method) -> ApiError {
-    let _ = method;
+async fn fallback() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "E_URL_NOT_FOUND", "No such endpoint.")
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "E_METHOD_NOT_ALLOWED", format!("{method} is not allowed here."))
 }
 
 async fn healthz(State(st): State<AppState>) -> Response {
@@ -268,6 +271,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::wrong_param("The request body is empty; expected JSON."));
     }
+    if holds_escaped_nul(bytes) {
+        return Err(nul_refused());
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -290,6 +296,27 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     })
 }
 
+/// Whether JSON text holds a NUL character. JSON can carry one only as the escape `\u0000`
+/// (a raw control character is malformed), so escapes are read in order, and `\\u0000` (an
+/// escaped backslash, then text) is not one.
+fn holds_escaped_nul(json: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(at) = json.get(i..).and_then(|rest| rest.iter().position(|b| *b == b'\\')) {
+        let escape = i + at + 1;
+        if json.get(escape) == Some(&b'u') && json.get(escape + 1..escape + 5) == Some(&b"0000"[..]) {
+            return true;
+        }
+        i = escape + 1;
+    }
+    false
+}
+
+/// Text with a NUL character is refused at the edge: one store cannot keep it, and the other
+/// would keep what most readers cut short.
+pub fn nul_refused() -> ApiError {
+    ApiError::wrong_param("The request holds a NUL character (\\u0000); clickhook does not store text with NUL in it.")
+}
+
 /// Query parameters as strings; handlers parse what they read, with envelope errors.
 pub struct Params(pub HashMap<String, String>);
 
@@ -300,6 +327,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
         let q = parts.uri.query().unwrap_or_default();
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(q)
             .map_err(|e| ApiError::wrong_param(format!("Malformed query string: {e}.")))?;
+        if pairs.iter().any(|(k, v)| k.contains('\0') || v.contains('\0')) {
+            return Err(nul_refused());
+        }
         Ok(Params(pairs.into_iter().collect()))
     }
 }
@@ -380,4 +410,18 @@ pub fn list_response(total: i64, items: Vec<Value>) -> Response {
 /// Success in the same envelope as errors, for endpoints that have nothing else to say.
 pub fn ok_status(msg: impl Into<String>) -> Response {
     axum::Json(json!({"status": {"status": "OK", "msg": msg.into()}})).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holds_escaped_nul;
+
+    #[test]
+    fn escaped_nul_is_found_and_nothing_else() {
+        assert!(holds_escaped_nul(br#"{"name": "a\u0000b"}"#));
+        assert!(holds_escaped_nul(br#"["\\\u0000"]"#), "an escaped backslash, then the NUL escape");
+        assert!(!holds_escaped_nul(br#"{"name": "a\\u0000b"}"#), "an escaped backslash, then text");
+        assert!(!holds_escaped_nul(br#"{"name": "\u0001 \n \\"}"#));
+        assert!(!holds_escaped_nul(b"\\"));
+    }
 }

@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use crate::domain::now_millis;
+use crate::error::ApiError;
 use crate::metrics::METRICS;
 use crate::store::{DynStore, LinkTarget, NewClick, StoreError};
 use token::{LinkKeys, TokenError};
@@ -135,9 +136,22 @@ impl LinkCache {
 const NOT_FOUND_PAGE: &str = "<!doctype html><meta charset=utf-8><title>Link not found</title>\
     <p>This link is not valid. If you copied it, check that it is complete.</p>\n";
 
-fn not_found() -> Response {
+fn not_found(headers: &HeaderMap) -> Response {
     METRICS.invalid_tokens.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    html(StatusCode::NOT_FOUND, NOT_FOUND_PAGE)
+    let error = ApiError::new(
+        StatusCode::NOT_FOUND,
+        "E_LINK_NOT_FOUND",
+        "This link is not valid. If you copied it, check that it is complete.",
+    );
+    refusal(headers, NOT_FOUND_PAGE, error)
+}
+
+/// A refused click: a page for a browser (it asks for HTML), the API's envelope for a program.
+fn refusal(headers: &HeaderMap, page: &'static str, error: ApiError) -> Response {
+    let wants_html = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
+    let mut res = if wants_html { html(error.status, page) } else { error.into_response() };
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
 }
 
 fn html(status: StatusCode, body: &'static str) -> Response {
@@ -210,8 +224,9 @@ async fn resolve(st: &ClickShared, token: &str) -> Result<Option<Arc<CachedLink>
 }
 
 /// The store cannot take the click now: the client may try again, and nothing was redirected.
-fn unavailable() -> Response {
-    let mut res = html(StatusCode::SERVICE_UNAVAILABLE, "<!doctype html><p>Please try again in a moment.</p>\n");
+fn unavailable(headers: &HeaderMap) -> Response {
+    let page = "<!doctype html><p>Please try again in a moment.</p>\n";
+    let mut res = refusal(headers, page, ApiError::unavailable());
     res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     res
 }
@@ -227,16 +242,16 @@ pub async fn follow(State(st): State<ClickState>, req: Request) -> Response {
     let token = uri.path().strip_prefix("/c/").unwrap_or_default();
     let link = match resolve(&st, token).await {
         Ok(Some(link)) => link,
-        Ok(None) => return not_found(),
+        Ok(None) => return not_found(headers),
         Err(e) => {
             tracing::warn!("link not looked up: {e}");
             METRICS.click_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return unavailable();
+            return unavailable(headers);
         }
     };
     let target = &link.target;
     if !target.honeypot && link.location.is_none() {
-        return not_found();
+        return not_found(headers);
     }
     // Served with connect info (startup); a missing one is a wiring bug, not a client's doing.
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
@@ -256,7 +271,7 @@ pub async fn follow(State(st): State<ClickState>, req: Request) -> Response {
         // Never redirect a click that was not stored.
         tracing::warn!("click not stored: {e}");
         METRICS.click_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        return unavailable();
+        return unavailable(headers);
     }
     METRICS.clicks_recorded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let res = match &link.location {

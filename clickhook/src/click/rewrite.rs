@@ -89,14 +89,14 @@ pub fn collect_html(html: &str) -> Result<Vec<String>, String> {
     Ok(found.into_inner())
 }
 
-/// Replaces the links `collect_html` found, in order, with `tracked`; appends `extra`
-/// (the honeypot) at the end of `<body>`, or of the document when it has none.
-pub fn rewrite_html(html: &str, tracked: &[String], extra: Option<&str>) -> Result<String, String> {
+/// Replaces the links `collect_html` found, in order, with `tracked` (`None` leaves one as it
+/// is); appends `extra` (the honeypot) at the end of `<body>`, or of the document when it has none.
+pub fn rewrite_html(html: &str, tracked: &[Option<String>], extra: Option<&str>) -> Result<String, String> {
     let next = RefCell::new(tracked.iter());
     let saw_body = RefCell::new(false);
     let mut s = settings().append_element_content_handler(element!(SELECTOR, |el| {
         if eligible(el).is_some() {
-            if let Some(url) = next.borrow_mut().next() {
+            if let Some(Some(url)) = next.borrow_mut().next() {
                 el.set_attribute("href", url)?;
             }
         }
@@ -178,15 +178,64 @@ pub fn collect_text(text: &str) -> Vec<String> {
     text_urls(text).into_iter().map(|(a, b)| text[a..b].to_string()).collect()
 }
 
-pub fn rewrite_text(text: &str, tracked: &[String]) -> String {
+/// Replaces the URLs `collect_text` found, in order, with `tracked` (`None` leaves one as it is).
+pub fn rewrite_text(text: &str, tracked: &[Option<String>]) -> String {
     let mut out = String::with_capacity(text.len());
     let mut last = 0;
     for ((a, b), url) in text_urls(text).into_iter().zip(tracked) {
-        out.push_str(&text[last..a]);
-        out.push_str(url);
-        last = b;
+        if let Some(url) = url {
+            out.push_str(&text[last..a]);
+            out.push_str(url);
+            last = b;
+        }
     }
     out.push_str(&text[last..]);
+    out
+}
+
+/// Where a tracked link sends its clicks: the href as a URI that can stand in a `Location`
+/// header as it is. An href that already is one is kept byte for byte (it is the payload's
+/// `click_url`); otherwise the host becomes punycode and what URIs do not allow is
+/// percent-encoded. An href that is not an http(s) URL with a host cannot be tracked: the error
+/// says why.
+pub fn destination(href: &str) -> Result<String, String> {
+    let url = url::Url::parse(href).map_err(|e| format!("not a valid URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("not an http or https URL".into());
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("no host".into());
+    }
+    if is_uri(href) {
+        return Ok(href.to_string());
+    }
+    Ok(uri_escape(url.as_str()))
+}
+
+/// RFC 3986's characters, besides `%` (which must start an escape).
+fn uri_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=".contains(&b)
+}
+
+fn escape_at(s: &[u8], i: usize) -> bool {
+    s[i] == b'%' && s.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+}
+
+fn is_uri(s: &str) -> bool {
+    let b = s.as_bytes();
+    (0..b.len()).all(|i| uri_char(b[i]) || escape_at(b, i))
+}
+
+fn uri_escape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    for i in 0..b.len() {
+        if uri_char(b[i]) || escape_at(b, i) {
+            out.push(char::from(b[i]));
+        } else {
+            out.push_str(&format!("%{:02X}", b[i]));
+        }
+    }
     out
 }
 
@@ -209,13 +258,16 @@ mod tests {
                     <map><area href=\"http://b.example\"></map><A HREF=\"HTTPS://C.example\">c</A></p>";
         let links = collect_html(html).unwrap();
         assert_eq!(links, ["https://a.example/x?y=1&z=2", "http://b.example", "HTTPS://C.example"]);
-        let tracked: Vec<String> = (1..=3).map(|i| format!("https://t.example/c/{i}")).collect();
+        let tracked: Vec<Option<String>> = (1..=3).map(|i| Some(format!("https://t.example/c/{i}"))).collect();
         let out = rewrite_html(html, &tracked, None).unwrap();
         let expected = html
             .replace("https://a.example/x?y=1&amp;z=2", "https://t.example/c/1")
             .replace("http://b.example", "https://t.example/c/2")
             .replace("HTTPS://C.example", "https://t.example/c/3");
         assert_eq!(out, expected);
+        // A link that cannot be tracked stays as it was.
+        let out = rewrite_html(html, &[tracked[0].clone(), None, tracked[2].clone()], None).unwrap();
+        assert!(out.contains("<area href=\"http://b.example\">") && out.contains("https://t.example/c/3"), "{out}");
     }
 
     #[test]
@@ -233,13 +285,35 @@ mod tests {
             collect_text(t),
             ["https://a.example/x", "http://b.example/y", "https://en.wikipedia.org/wiki/Foo_(bar)"]
         );
-        let out = rewrite_text(t, &["T1".into(), "T2".into(), "T3".into()]);
+        let out = rewrite_text(t, &[Some("T1".into()), Some("T2".into()), Some("T3".into())]);
         assert_eq!(out, "See T1. Or (T2), and T3! mailto:x");
+        let out = rewrite_text(t, &[Some("T1".into()), None, Some("T3".into())]);
+        assert_eq!(out, "See T1. Or (http://b.example/y), and T3! mailto:x");
         assert!(collect_text("xhttps://no.example and https:// alone").is_empty());
     }
 
     #[test]
     fn entities() {
         assert_eq!(decode_entities("a&amp;b&#38;c&#x26;d&bogus;e"), "a&b&c&d&bogus;e");
+    }
+
+    #[test]
+    fn destinations_are_uris() {
+        assert_eq!(destination("https://piedpiper.com").unwrap(), "https://piedpiper.com", "kept as written");
+        assert_eq!(destination("https://x.example/a%20b?q=1#f").unwrap(), "https://x.example/a%20b?q=1#f");
+        assert_eq!(
+            destination("https://bücher.example/straße?q=ä b").unwrap(),
+            "https://xn--bcher-kva.example/stra%C3%9Fe?q=%C3%A4%20b"
+        );
+        assert_eq!(destination("https://x.example/{a}|^").unwrap(), "https://x.example/%7Ba%7D%7C%5E");
+        assert_eq!(destination("https://x.example/100%").unwrap(), "https://x.example/100%25");
+        assert_eq!(destination("https://x.example/a\0b").unwrap(), "https://x.example/a%00b");
+        for bad in ["https://exa mple.com/\x7f", "mailto:a@b.co", "https://", "http://[::1", "javascript:alert(1)"] {
+            assert!(destination(bad).is_err(), "{bad}");
+        }
+        for href in ["https://x.example/ü", "https://ÉXAMPLE.com/a b", "https://x.example/%zz"] {
+            let d = destination(href).unwrap();
+            assert!(axum::http::HeaderValue::from_str(&d).is_ok() && is_uri(&d), "{href} -> {d}");
+        }
     }
 }

@@ -19,9 +19,22 @@ pub struct Account {
 
 #[derive(Debug, Clone)]
 pub struct NewAccount {
+    /// Chosen by the operator (the `firm_id` an integration knows), or given by the store.
     pub id: Option<i64>,
     pub name: String,
     pub timezone: String,
+}
+
+/// The largest id clickhook gives or accepts: JavaScript clients hold integers up to 2^53 − 1.
+pub const MAX_ID: i64 = (1 << 53) - 1;
+
+/// An account id an operator chose.
+pub fn parse_account_id(id: i64) -> Result<i64, ParseError> {
+    if (1..=MAX_ID).contains(&id) {
+        Ok(id)
+    } else {
+        Err(ParseError::invalid(format!("An account id is from 1 to {MAX_ID}, not {id}.")))
+    }
 }
 
 /// The fields a change to an account sets; `None` leaves a field as it is.

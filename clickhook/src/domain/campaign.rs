@@ -66,7 +66,6 @@ impl Campaign {
 
 #[derive(Debug, Clone)]
 pub struct NewCampaign {
-    pub id: Option<i64>,
     pub name: String,
     pub status: CampaignStatus,
     pub from_name: String,

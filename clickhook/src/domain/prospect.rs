@@ -168,6 +168,9 @@ impl ProspectFields {
     /// Sets one field from its wire name and string value, validating enums and tags.
     /// Returns Ok(false) for names that are not prospect fields (callers decide whether that is an error).
     pub fn set(&mut self, name: &str, value: &str) -> Result<bool, ParseError> {
+        if value.contains('\0') {
+            return Err(ParseError::invalid(format!("{name} holds a NUL character, which clickhook does not store.")));
+        }
         match name {
             "status" => {
                 self.status = if value.trim().is_empty() { None } else { Some(ProspectStatus::parse(value)?) };

@@ -265,3 +265,118 @@ async fn bad_csv_files_are_refused_whole() {
     assert_envelope(&r, 400, "E_WRONG_PARAM");
     assert_eq!(snapshot(app, &key).await, before);
 }
+
+/// Text with NUL in it is refused at the edge with the same 400 on both stores (one cannot
+/// store it, the other would), and changes nothing; a CSV row with NUL is refused alone.
+#[tokio::test]
+async fn nul_characters_are_refused_everywhere() {
+    let app = shared();
+    let (_, key) = app.account("UTC").await;
+    let campaign = app.campaign(&key, 1).await;
+    let email = unique_email("nul");
+    app.enroll(&key, campaign, &email).await;
+    let before = snapshot(app, &key).await;
+    let cases = [
+        ("POST", "/rest/v2/campaigns".to_string(), json!({"name": "a\u{0}b"})),
+        ("PATCH", format!("/rest/v2/campaigns/{campaign}"), json!({"from_name": "a\u{0}b"})),
+        (
+            "POST",
+            "/rest/v1/add_prospects_list".to_string(),
+            json!({"prospects": [{"email": "n@x.co", "company": "a\u{0}"}]}),
+        ),
+        ("PATCH", "/rest/v2/account".to_string(), json!({"name": "a\u{0}b"})),
+        (
+            "POST",
+            format!("/rest/v2/campaigns/{campaign}/emails"),
+            json!({"prospect_email": email, "step": 1, "subject": "a\u{0}b", "text": "hi"}),
+        ),
+    ];
+    for (method, path, body) in cases {
+        let r = app.call(method.parse().unwrap(), &path, &key, Some(body)).await;
+        assert_envelope(&r, 400, "E_WRONG_PARAM");
+        assert!(r.text.contains("NUL"), "{}", r.text);
+    }
+    let r = app.get("/rest/v1/prospects?search=company%3Da%00b", &key).await;
+    assert_envelope(&r, 400, "E_WRONG_PARAM");
+    assert_eq!(snapshot(app, &key).await, before);
+
+    let csv = "email,company\nok1@x.co,A\nbad@x.co,B\u{0}\nok2@x.co,C\n";
+    let r = app
+        .raw(
+            app.client
+                .post(format!("{}/rest/v2/prospects/import?file_name=n.csv", app.base))
+                .header("x-api-key", &key)
+                .body(csv),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!((r.body["created"].as_i64(), r.body["rejected"].as_i64()), (Some(2), Some(1)), "{}", r.text);
+    assert!(r.body["errors"][0]["error"].as_str().unwrap().contains("NUL"), "{}", r.text);
+}
+
+/// Errors quote what they refuse, but never more than a short prefix of it.
+#[tokio::test]
+async fn errors_quote_a_short_prefix_of_the_input() {
+    let app = shared();
+    let (_, key) = app.account("UTC").await;
+    let huge_key = "k".repeat(2_000_000);
+    let r = app.post("/rest/v2/campaigns", &key, json!({"name": "x", huge_key: 1})).await;
+    assert_envelope(&r, 400, "E_WRONG_PARAM");
+    assert!(r.text.len() < 1_000, "{} bytes", r.text.len());
+    let header = format!("email,{}\nx@y.co,1\n", "h".repeat(1_000_000));
+    let r = app
+        .raw(app.client.post(format!("{}/rest/v2/prospects/import", app.base)).header("x-api-key", &key).body(header))
+        .await;
+    assert_envelope(&r, 400, "E_WRONG_PARAM");
+    assert!(r.text.len() < 1_000, "{} bytes", r.text.len());
+}
+
+/// Every 4xx carries the envelope, on every path; a browser following a dead tracked link gets
+/// a page instead.
+#[tokio::test]
+async fn every_refusal_speaks_the_envelope() {
+    let app = shared();
+    for (method, path, status) in [
+        ("POST", "/c/AAAA", 405),
+        ("DELETE", "/healthz", 405),
+        ("PUT", "/rest/v2/campaigns", 405),
+        ("GET", "/c/AAAA", 404),
+        ("GET", "/no/such/thing", 404),
+    ] {
+        let r = app.raw(app.client.request(method.parse().unwrap(), format!("{}{path}", app.base))).await;
+        assert_eq!(r.status, status, "{method} {path}: {}", r.text);
+        assert_eq!(r.headers["content-type"], "application/json", "{method} {path}");
+        assert_eq!(r.body["status"]["status"], "ERROR", "{method} {path}: {}", r.text);
+    }
+    let r = app.raw(app.client.get(format!("{}/c/AAAA", app.base)).header("accept", "text/html,*/*")).await;
+    assert_eq!(r.status, 404);
+    assert!(r.headers["content-type"].to_str().unwrap().starts_with("text/html") && r.text.contains("not valid"));
+}
+
+/// A link that cannot be followed stays untracked and the answer says why; one with spaces or
+/// other characters a URI does not allow is tracked as a URI, so every Location is valid.
+#[tokio::test]
+async fn links_are_tracked_as_uris_or_not_at_all() {
+    let app = shared();
+    let (_, key) = app.account("UTC").await;
+    let campaign = app.campaign(&key, 1).await;
+    let email = unique_email("uri");
+    app.enroll(&key, campaign, &email).await;
+    let html = "<a href=\"https://exa mple.com/\x7f\">bad</a> <a href=\"https://bücher.example/a b?q=ä\">idn</a> \
+                <a href=\"https://x.example/n&#0;ul\">nul</a>";
+    let sent = app.send_html(&key, campaign, &email, html).await;
+    assert_eq!(sent["untracked"][0]["url"], "https://exa mple.com/\x7f", "{sent}");
+    assert!(sent["untracked"][0]["reason"].as_str().unwrap().contains("not a valid URL"), "{sent}");
+    assert!(sent["html"].as_str().unwrap().contains("href=\"https://exa mple.com/\x7f\""), "left as it was: {sent}");
+    let links = sent["links"].as_array().unwrap();
+    assert_eq!(links.len(), 2, "{sent}");
+    assert_eq!(links[0]["url"], "https://xn--bcher-kva.example/a%20b?q=%C3%A4");
+    assert_eq!(links[1]["url"], "https://x.example/n%00ul");
+    for (link, location) in
+        links.iter().zip(["https://xn--bcher-kva.example/a%20b?q=%C3%A4", "https://x.example/n%00ul"])
+    {
+        let r = app.client.get(link["tracked_url"].as_str().unwrap()).send().await.unwrap();
+        assert_eq!(r.status(), 302);
+        assert_eq!(r.headers()["location"], location);
+    }
+}

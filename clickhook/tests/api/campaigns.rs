@@ -32,9 +32,9 @@ async fn campaign_lifecycle() {
     assert_eq!((r.body["status"].as_str(), r.body["name"].as_str()), (Some("PAUSED"), Some("Q1b")));
     assert_eq!(app.get(&format!("/rest/v2/campaigns/{id}"), &key).await.body["status"], "PAUSED");
 
-    // A campaign id chosen by the caller (for moving from Woodpecker) must be free.
+    // Ids are clickhook's to give (see chosen_campaign_ids_are_refused_alike).
     let taken = app.post("/rest/v2/campaigns", &key, json!({"id": id, "name": "dup"})).await;
-    assert_eq!(taken.status, 409);
+    assert_eq!(taken.status, 400);
 
     // Emails from step 3 pin the number of steps.
     let p = app.enroll(&key, id, "pin@example.com").await;
@@ -66,4 +66,34 @@ async fn campaign_lifecycle() {
     assert_eq!(app.get(&format!("/rest/v2/campaigns/{id}"), &key).await.status, 404);
     let r = app.get(&format!("/rest/v1/prospects?id={p}"), &key).await;
     assert_eq!((r.body[0]["in_campaign"].as_i64(), r.body[0]["emails_sent"].as_i64()), (Some(0), Some(0)));
+}
+
+/// A caller cannot choose a campaign id: one account could otherwise exhaust or jump every
+/// account's ids (past what JavaScript holds), and tell which ids other accounts own.
+#[tokio::test]
+async fn chosen_campaign_ids_are_refused_alike() {
+    let app = shared();
+    let (_, mine) = app.account("UTC").await;
+    let (_, theirs) = app.account("UTC").await;
+    let own = app.campaign(&mine, 1).await;
+    let other = app.campaign(&theirs, 1).await;
+    let mut answers = Vec::new();
+    for id in [
+        json!(own),
+        json!(other),
+        json!(other + 1_000_000),
+        json!(i64::MAX),
+        json!(9_007_199_254_740_993u64),
+        json!(-1),
+    ] {
+        let r = app.post("/rest/v2/campaigns", &mine, json!({"id": id, "name": "x"})).await;
+        assert_eq!((r.status.as_u16(), r.code()), (400, "E_WRONG_PARAM"), "{id}: {}", r.text);
+        answers.push(r.text);
+    }
+    answers.dedup();
+    assert_eq!(answers.len(), 1, "every chosen id is refused with the same words: {answers:?}");
+    assert_eq!(app.get("/rest/v2/campaigns", &mine).await.total(), 1, "nothing was stored");
+    // Creation still works for everyone, with small ids.
+    let next = app.campaign(&theirs, 1).await;
+    assert!(next > other && next < (1 << 53), "{next}");
 }

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use super::pool::{all, exec, one, pg, Q};
+use super::pool::{all, exec, one, pg, Param, Q};
 use super::prospects::{load_prospect, prospect_id_by_email};
 use super::PgStore;
 use crate::domain::{now_millis, Campaign, CampaignPatch, Enrollment, EnrollmentKey, EnrollmentPatch, NewCampaign};
@@ -33,7 +33,7 @@ async fn save_enrollment(c: &impl Q, e: &Enrollment) -> StoreResult<()> {
     let sql = "UPDATE enrollments SET step = $3, step_type = $4, emails_sent = $5, followup_after = $6, mailbox = $7 \
                WHERE campaign_id = $1 AND prospect_id = $2";
     let step_type = e.step_type.map(|t| t.as_str());
-    let params: [super::pool::Param; 7] =
+    let params: [Param; 7] =
         [&e.campaign_id, &e.prospect_id, &e.step, &step_type, &e.emails_sent, &e.followup_after, &e.mailbox];
     exec(c, sql, &params).await.map(drop)
 }
@@ -51,31 +51,11 @@ impl CampaignStore for PgStore {
     async fn create_campaign(&self, account_id: i64, new: NewCampaign) -> StoreResult<Campaign> {
         let c = self.pool.get().await?;
         let (mailboxes, steps) = (to_json(&new.mailboxes)?, to_json(&new.steps)?);
-        let (now, status) = (now_millis(), new.status.as_str());
-        let id: i64 = match new.id {
-            Some(id) => {
-                let sql =
-                    "INSERT INTO campaigns (id, account_id, name, status, from_name, mailboxes, steps, created_at) \
-                           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id";
-                let r = c
-                    .query_one(sql, &[&id, &account_id, &new.name, &status, &new.from_name, &mailboxes, &steps, &now])
-                    .await
-                    .map_err(|e| match pg(e) {
-                        StoreError::Conflict(_) => StoreError::Conflict(format!("campaign id {id} is taken")),
-                        other => other,
-                    })?;
-                let sql = "SELECT setval(pg_get_serial_sequence('campaigns', 'id'), (SELECT max(id) FROM campaigns))";
-                exec(&*c, sql, &[]).await?;
-                r.get(0)
-            }
-            None => {
-                let sql = "INSERT INTO campaigns (account_id, name, status, from_name, mailboxes, steps, created_at) \
-                           VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id";
-                let params: [super::pool::Param; 7] =
-                    [&account_id, &new.name, &status, &new.from_name, &mailboxes, &steps, &now];
-                c.query_one(sql, &params).await.map_err(pg)?.get(0)
-            }
-        };
+        let sql = "INSERT INTO campaigns (account_id, name, status, from_name, mailboxes, steps, created_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id";
+        let params: [Param; 7] =
+            [&account_id, &new.name, &new.status.as_str(), &new.from_name, &mailboxes, &steps, &now_millis()];
+        let id = one(&*c, sql, &params, rows::int).await?.ok_or(StoreError::NotFound("campaign"))?;
         load_campaign(&*c, account_id, id).await
     }
 
@@ -148,7 +128,7 @@ impl CampaignStore for PgStore {
         let sent = enrollment.sent(email.step, step.step_type, mailbox);
         let sql = "INSERT INTO emails (account_id, campaign_id, prospect_id, step, mailbox, email_no, subject, \
                    idempotency_key, sent_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id";
-        let params: [super::pool::Param; 9] = [
+        let params: [Param; 9] = [
             &account_id,
             &campaign.id,
             &prospect_id,

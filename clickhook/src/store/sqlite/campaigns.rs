@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection};
 
 use super::prospects::{load_prospect, prospect_id_by_email};
-use super::sql::{all, exec, exists, one, value};
+use super::sql::{all, exec, one, value};
 use super::SqliteStore;
 use crate::domain::{now_millis, Campaign, CampaignPatch, Enrollment, EnrollmentKey, EnrollmentPatch, NewCampaign};
 use crate::store::error::{StoreError, StoreResult};
@@ -59,17 +59,11 @@ fn prior_email(conn: &Connection, campaign_id: i64, key: &str) -> StoreResult<Op
 impl CampaignStore for SqliteStore {
     async fn create_campaign(&self, account_id: i64, new: NewCampaign) -> StoreResult<Campaign> {
         self.write(move |conn| {
-            if let Some(id) = new.id {
-                if exists(conn, "SELECT EXISTS (SELECT 1 FROM campaigns WHERE id = ?1)", [id])? {
-                    return Err(StoreError::Conflict(format!("campaign id {id} is taken")));
-                }
-            }
             exec(
                 conn,
-                "INSERT INTO campaigns (id, account_id, name, status, from_name, mailboxes, steps, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO campaigns (account_id, name, status, from_name, mailboxes, steps, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
-                    new.id,
                     account_id,
                     new.name,
                     new.status.as_str(),
