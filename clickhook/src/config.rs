@@ -21,6 +21,21 @@ pub struct ServeArgs {
     /// Largest request body accepted; larger ones get 413.
     #[arg(long, env = "CLICKHOOK_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Memory all request bodies being read may take together; a request beyond it waits a
+    /// moment, then gets 503.
+    #[arg(long, env = "CLICKHOOK_MAX_BODY_MEMORY", default_value_t = 256 * 1024 * 1024)]
+    pub max_body_memory: usize,
+    /// A client must send a request's headers within this long (counted from when it may
+    /// start one, so it also ends an HTTP/1 connection idle between requests).
+    #[arg(long, env = "CLICKHOOK_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+    /// A connection with no byte either way and no request in flight for this long is closed.
+    #[arg(long, env = "CLICKHOOK_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Open connections at most (and no more than the open-files limit allows); at the cap the
+    /// longest-idle connection makes room for a new one.
+    #[arg(long, env = "CLICKHOOK_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
     /// Take the client address from X-Forwarded-For (only behind your own proxy).
     #[arg(long, env = "CLICKHOOK_TRUST_PROXY")]
     pub trust_proxy: bool,
@@ -71,6 +86,10 @@ pub struct Settings {
     /// Base of tracked links, without a trailing slash; empty means this listener's address.
     pub public_url: String,
     pub max_body_bytes: usize,
+    pub max_body_memory: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
     pub trust_proxy: bool,
     pub full_ip: bool,
     pub allow_private_targets: bool,
@@ -119,6 +138,10 @@ impl Settings {
             listen: a.listen,
             public_url,
             max_body_bytes: a.max_body_bytes,
+            max_body_memory: a.max_body_memory,
+            header_read_timeout: a.header_read_timeout,
+            idle_timeout: a.idle_timeout,
+            max_connections: a.max_connections.max(1),
             trust_proxy: a.trust_proxy,
             full_ip: a.full_ip,
             allow_private_targets: a.allow_private_targets,

@@ -49,6 +49,10 @@ impl ApiError {
     pub fn internal() -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "E_INTERNAL", "Internal error; see the server log.")
     }
+    /// Overloaded for a moment: the client may retry.
+    pub fn busy(msg: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "E_BUSY", msg)
+    }
     pub fn unavailable() -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "E_UNAVAILABLE", "The store is unavailable; try again.")
     }
@@ -93,6 +97,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut res = (self.status, self.body()).into_response();
         res.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut().insert("retry-after", HeaderValue::from_static("5"));
+        }
         res
     }
 }
@@ -114,6 +121,14 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => ApiError::not_found(what),
             StoreError::Conflict(msg) => ApiError::conflict("E_DUPLICATE", msg),
             StoreError::Invalid(msg) => ApiError::wrong_param(msg),
+            StoreError::CannotWrite(msg) => {
+                tracing::warn!("the store cannot write: {msg}");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "E_STORE_CANNOT_WRITE",
+                    format!("The store cannot write ({msg}); nothing was changed. Try again in a moment."),
+                )
+            }
             StoreError::Unavailable(msg) => {
                 tracing::warn!("store unavailable: {msg}");
                 ApiError::unavailable()

@@ -3,7 +3,8 @@
 //!
 //! # Layout (arrows point down)
 //!
-//! - [`startup`]: wires it together; tests start it on port 0.
+//! - [`startup`]: wires it together; tests start it on port 0. [`http`]: the listener, with
+//!   timeouts and a cap on connections.
 //! - [`api`]: one module per REST resource, the auth extractor and the OpenAPI document.
 //! - [`delivery`]: the delivery worker (batches, signatures, retries) and target rules.
 //! - [`click`]: the hot path (`/c/{token}` → 302) with its own state, tokens, link rewriting,
@@ -22,6 +23,7 @@ pub mod delivery;
 pub mod domain;
 pub mod error;
 pub mod event;
+pub mod http;
 pub mod import;
 pub mod metrics;
 pub mod receive;

@@ -15,9 +15,10 @@ use tokio::sync::watch;
 
 use crate::api::{self, auth::AuthCache, AppState, Shared};
 use crate::click::token::LinkKeys;
-use crate::click::{settle, ClickShared, ClickState, LinkCache};
+use crate::click::{settle, ClickShared, ClickState, LinkCache, LINKS_REMOVED_POLL};
 use crate::config::Settings;
 use crate::domain::Millis;
+use crate::http;
 use crate::store::DynStore;
 
 pub struct Application {
@@ -36,17 +37,20 @@ impl Application {
             settings.public_url = format!("http://{}", listener.local_addr()?);
         }
         let click = ClickState::new(ClickShared {
+            links_removed: store.links_removed().await?.into(),
             store: store.clone(),
             link_keys: link_keys.clone(),
             links: LinkCache::new(200_000),
             trust_proxy: settings.trust_proxy,
             full_ip: settings.full_ip,
         });
+        let settings_body_permits = (settings.max_body_memory / 1024).clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
         let state = AppState::new(Shared {
             store,
             settings: Arc::new(settings),
             link_keys,
             auth: Arc::new(AuthCache::default()),
+            bodies: Arc::new(tokio::sync::Semaphore::new(settings_body_permits)),
             click,
         });
         Ok(Application { listener, state })
@@ -66,11 +70,16 @@ impl Application {
         })?;
         let workers = vec![
             tokio::spawn(refresh_keys(st.link_keys.clone(), stop_rx.clone())),
+            tokio::spawn(forget_removed_links(st.click.clone(), stop_rx.clone())),
             tokio::spawn(crate::delivery::worker::run(st.store.clone(), st.settings.clone(), stop_rx.clone())),
         ];
-        let app = api::router(st.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let limits = http::Limits {
+            header_read_timeout: st.settings.header_read_timeout,
+            idle_timeout: st.settings.idle_timeout,
+            max_connections: st.settings.max_connections.min(http::raise_open_files_limit()),
+        };
         tracing::info!(addr = %self.local_addr(), store = st.store.backend(), "clickhook serving");
-        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        let served = http::serve(self.listener, api::router(st.clone()), limits, shutdown).await;
         let _ = stop_tx.send(true);
         for w in workers {
             let _ = w.await;
@@ -107,6 +116,20 @@ async fn refresh_keys(keys: Arc<LinkKeys>, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(60)) => { let _ = keys.refresh().await; }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Links deleted on any node stop resolving here within [`LINKS_REMOVED_POLL`].
+async fn forget_removed_links(click: ClickState, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(LINKS_REMOVED_POLL) => {
+                if let Err(e) = click.forget_removed_links().await {
+                    tracing::debug!("cannot tell whether links were deleted: {e}");
+                }
+            }
             _ = stop.changed() => return,
         }
     }

@@ -193,6 +193,8 @@ async fn patch(
 
 async fn delete(State(st): State<AppState>, Auth(account): Auth, Path(id): Path<String>) -> ApiResult<Response> {
     st.store.delete_campaign(account.id, path_id(&id, "campaign")?).await?;
+    // Its links answer 404 from this node before the delete does (other nodes within moments).
+    st.click.forget_removed_links().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

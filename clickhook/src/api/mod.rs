@@ -55,6 +55,8 @@ pub struct Shared {
     pub settings: Arc<Settings>,
     pub link_keys: Arc<LinkKeys>,
     pub auth: Arc<auth::AuthCache>,
+    /// KiB of request bodies being read, at most `--max-body-memory` together.
+    pub bodies: Arc<tokio::sync::Semaphore>,
     pub click: ClickState,
 }
 
@@ -171,10 +173,15 @@ async fn method_not_allowed(method: Method) -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "E_METHOD_NOT_ALLOWED", format!("{method} is not allowed here."))
 }
 
+/// 200 while the store answers and can write; otherwise 503 with the reason.
 async fn healthz(State(st): State<AppState>) -> Response {
-    match st.store.outbox_depth().await {
-        Ok(_) => (StatusCode::OK, axum::Json(json!({"status": "ok", "store": st.store.backend()}))).into_response(),
-        Err(_) => ApiError::unavailable().into_response(),
+    let checked = match st.store.outbox_depth().await {
+        Ok(_) => st.store.writable().await,
+        Err(e) => Err(e),
+    };
+    match checked {
+        Ok(()) => (StatusCode::OK, axum::Json(json!({"status": "ok", "store": st.store.backend()}))).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
@@ -257,14 +264,51 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, st: &AppState) -> Result<Self, ApiError> {
-        let bytes = read_body(req, st).await?;
-        parse_json(&bytes).map(JsonBody)
+        let body = read_body(req, st).await?;
+        parse_json(&body).map(JsonBody)
     }
 }
 
-pub async fn read_body(req: Request, st: &AppState) -> ApiResult<bytes::Bytes> {
+/// A request body read whole, holding its share of `--max-body-memory` while it lives.
+pub struct BodyBytes {
+    pub bytes: bytes::Bytes,
+    _memory: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for BodyBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// How long a request waits for memory to read its body in, before it gets 503.
+const BODY_MEMORY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads a body whole, at most `--max-body-bytes`. It first takes as much of the shared body
+/// memory as it may need (its Content-Length, else the limit): many large bodies at once wait
+/// for each other instead of taking the process's memory.
+pub async fn read_body(req: Request, st: &AppState) -> ApiResult<BodyBytes> {
     let limit = st.settings.max_body_bytes;
-    axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| ApiError::too_large(limit))
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::too_large(limit));
+    }
+    let kib = u32::try_from(declared.unwrap_or(limit).div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    let kib = kib.min(u32::try_from(st.bodies_capacity()).unwrap_or(u32::MAX));
+    let memory = tokio::time::timeout(BODY_MEMORY_WAIT, st.bodies.clone().acquire_many_owned(kib))
+        .await
+        .map_err(|_| ApiError::busy("Too many large requests are being read; try again."))?
+        .map_err(|_| ApiError::unavailable())?;
+    let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| ApiError::too_large(limit))?;
+    Ok(BodyBytes { bytes, _memory: memory })
+}
+
+impl AppState {
+    /// KiB of body memory in all.
+    fn bodies_capacity(&self) -> usize {
+        (self.settings.max_body_memory / 1024).max(1)
+    }
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {

@@ -239,6 +239,8 @@ async fn delete(State(st): State<AppState>, Auth(account): Auth, params: Params)
         return Err(ApiError::required("id"));
     }
     let n = st.store.delete_prospects(account.id, ids).await?;
+    // Their links answer 404 from this node before the delete does (other nodes within moments).
+    st.click.forget_removed_links().await?;
     if n == 0 {
         return Err(ApiError::not_found("Prospect"));
     }

@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use crate::domain::now_millis;
 use crate::error::ApiError;
 use crate::metrics::METRICS;
-use crate::store::{DynStore, LinkTarget, NewClick, StoreError};
+use crate::store::{DynStore, LinkTarget, NewClick, StoreError, StoreResult};
 use token::{LinkKeys, TokenError};
 
 /// What the click path needs, and nothing else: one `Arc`, since axum clones the state of
@@ -36,6 +36,8 @@ pub struct ClickShared {
     pub store: DynStore,
     pub link_keys: Arc<LinkKeys>,
     pub links: LinkCache,
+    /// How many deletes of links the cache has seen (`CampaignStore::links_removed`).
+    pub links_removed: std::sync::atomic::AtomicI64,
     /// Take the client address from X-Forwarded-For (`--trust-proxy`).
     pub trust_proxy: bool,
     /// Keep full client addresses (`--full-ip`).
@@ -46,7 +48,22 @@ impl ClickState {
     pub fn new(shared: ClickShared) -> Self {
         ClickState(Arc::new(shared))
     }
+
+    /// Forgets cached links once links were deleted anywhere: a deleted campaign's, email's or
+    /// prospect's links answer 404 on this node once it has looked. The node that deletes
+    /// looks at once; the others every [`LINKS_REMOVED_POLL`].
+    pub async fn forget_removed_links(&self) -> StoreResult<()> {
+        use std::sync::atomic::Ordering;
+        let now = self.store.links_removed().await?;
+        if self.links_removed.swap(now, Ordering::AcqRel) != now {
+            self.links.forget_all();
+        }
+        Ok(())
+    }
 }
+
+/// How often a node looks for links deleted on any node.
+pub const LINKS_REMOVED_POLL: Duration = Duration::from_millis(250);
 
 impl std::ops::Deref for ClickState {
     type Target = ClickShared;
@@ -118,6 +135,12 @@ impl LinkCache {
         let v = g.1.remove(&key)?;
         self.insert_locked(&mut g, key, v.clone());
         Some(v)
+    }
+
+    /// Forgets every link: some were deleted (see `forget_removed_links`).
+    pub fn forget_all(&self) {
+        let mut g = self.generations.lock().unwrap();
+        *g = Default::default();
     }
 
     fn insert(&self, key: (i64, i64), v: Arc<CachedLink>) {

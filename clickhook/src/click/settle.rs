@@ -29,11 +29,13 @@ use tokio::sync::watch;
 
 use super::classify::{classify, ScannerLists};
 use super::recent::{RecentClicks, Seen, BURST, HONEYPOT_NEARBY};
-use crate::domain::click::{release_due, Verdict};
+use crate::domain::click::{overrule, release_due, Verdict};
 use crate::domain::{now_millis, Millis};
 use crate::event::LinkClicked;
 use crate::metrics::METRICS;
-use crate::store::{DynStore, Judgement, NearbyClick, Overrule, PendingClick, Release, StoreResult};
+use crate::store::{
+    DynStore, HeldVerdict, Judgement, NearbyClick, Overrule, PendingClick, Release, StoreError, StoreResult,
+};
 
 /// Clicks per round. Where settling shares the one writer with clicks (SQLite), each of its
 /// transactions delays the clicks queued behind it: while clicks flow, rounds stay small
@@ -189,6 +191,11 @@ async fn judge(
     if pending.is_empty() {
         return Ok(0);
     }
+    // Clicked in the moment before this node saw the email deleted: nothing of it is kept.
+    let orphans: Vec<i64> = pending.iter().filter(|c| c.account_id == 0).map(|c| c.id).collect();
+    if !orphans.is_empty() {
+        store.forget_orphan_clicks(orphans).await?;
+    }
     let window_of = |c: &PendingClick| c.filter.burst_window_ms();
     let mut wanted: HashMap<i64, Millis> = HashMap::new();
     for c in pending.iter().filter(|c| c.account_id != 0) {
@@ -213,16 +220,11 @@ async fn judge(
     // Where each click of this round sits in `judged`: what is pinned on it changes it there.
     let mut position: HashMap<i64, usize> = HashMap::with_capacity(pending.len());
     // Earlier clicks to overrule, each with its new reasons in the order they arose.
-    let mut overruled: Vec<Overrule> = Vec::new();
+    let mut overruled: Vec<(i64, Vec<String>)> = Vec::new();
     let mut overruled_at: HashMap<i64, usize> = HashMap::new();
-    for c in pending {
+    for c in pending.iter().filter(|c| c.account_id != 0) {
         let window = window_of(c);
-        let (verdict, reasons) = if c.account_id == 0 {
-            // The email was deleted after the click: keep the click; there is nothing to send.
-            (Verdict::Human, vec!["email_deleted".to_string()])
-        } else {
-            classify(c, recent.around(c.email_id, c.at, window, c.link_no), lists)
-        };
+        let (verdict, reasons) = classify(c, recent.around(c.email_id, c.at, window, c.link_no), lists);
         let burst = reasons.iter().any(|r| r == BURST);
         for (click_id, reason) in recent.pin(c.email_id, c.at, window, c.link_no, burst, c.honeypot) {
             match position.get(&click_id) {
@@ -238,31 +240,36 @@ async fn judge(
                 // Judged before: overrule it in the store (it applies only while still held).
                 None => {
                     let i = *overruled_at.entry(click_id).or_insert_with(|| {
-                        overruled.push(Overrule { click_id, reasons: Vec::new() });
+                        overruled.push((click_id, Vec::new()));
                         overruled.len() - 1
                     });
-                    if !overruled[i].reasons.iter().any(|r| r == reason) {
-                        overruled[i].reasons.push(reason.to_string());
+                    if !overruled[i].1.iter().any(|r| r == reason) {
+                        overruled[i].1.push(reason.to_string());
                     }
                 }
             }
         }
         position.insert(c.id, judged.len());
-        if c.account_id != 0 {
-            let has = |r: &str| reasons.iter().any(|x| x == r);
-            let seen = Seen {
-                id: c.id,
-                link_no: c.link_no,
-                at: c.at,
-                honeypot: c.honeypot,
-                open_burst: !has(BURST),
-                open_honeypot: !has(HONEYPOT_NEARBY),
-            };
-            recent.push(c.email_id, window, seen);
-        }
+        let has = |r: &str| reasons.iter().any(|x| x == r);
+        let seen = Seen {
+            id: c.id,
+            link_no: c.link_no,
+            at: c.at,
+            honeypot: c.honeypot,
+            open_burst: !has(BURST),
+            open_honeypot: !has(HONEYPOT_NEARBY),
+        };
+        recent.push(c.email_id, window, seen);
         judged.push(Judgement { click: as_nearby(c), verdict, reasons });
     }
     let n = judged.len();
+    let overruled = match overrules(store, overruled).await {
+        Ok(o) => o,
+        Err(e) => {
+            recent.forget();
+            return Err(e);
+        }
+    };
     if let Err(e) = store.judge_clicks(judged, overruled).await {
         // What this round put in memory was never stored: the next round judges it again.
         recent.forget();
@@ -271,6 +278,24 @@ async fn judge(
     let oldest = pending.iter().map(|c| c.at).min().unwrap_or(0);
     recent.end_round(wanted.into_keys(), oldest);
     Ok(n)
+}
+
+/// The earlier clicks' verdicts once the new reasons are pinned on them: read outside the
+/// writing transaction, merged by `domain::click::overrule`, written guarded by what was read.
+async fn overrules(store: &DynStore, pinned: Vec<(i64, Vec<String>)>) -> StoreResult<Vec<Overrule>> {
+    if pinned.is_empty() {
+        return Ok(Vec::new());
+    }
+    let held: HashMap<i64, HeldVerdict> =
+        store.held_verdicts(pinned.iter().map(|p| p.0).collect()).await?.into_iter().map(|h| (h.click_id, h)).collect();
+    let mut out = Vec::with_capacity(held.len());
+    for (click_id, new) in pinned {
+        let Some(h) = held.get(&click_id) else { continue };
+        let stored: Vec<String> = serde_json::from_str(&h.reasons).map_err(|e| StoreError::corrupt("reasons", e))?;
+        let (verdict, reasons) = overrule(h.verdict, &stored, &new);
+        out.push(Overrule { click_id, verdict, reasons, was: h.reasons.clone() });
+    }
+    Ok(out)
 }
 
 async fn release(store: &DynStore, frontier: Millis, batch: i64) -> StoreResult<usize> {

@@ -14,6 +14,10 @@ pub enum StoreError {
     /// The database cannot be reached or is shutting down; the caller may retry.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The database cannot write (its disk is full); nothing was changed, and it takes writes
+    /// again by itself once it has room.
+    #[error("the store cannot write: {0}")]
+    CannotWrite(String),
     #[error("store error: {0}")]
     Other(String),
 }

@@ -39,6 +39,7 @@ pub trait ProspectStore: Send + Sync {
     /// Merges a chunk of prospects by email (`domain::prospect::UpsertPlan`), in one transaction.
     async fn upsert_prospects(&self, account_id: i64, req: UpsertProspects) -> StoreResult<Vec<Upserted>>;
     async fn list_prospects(&self, account_id: i64, q: ProspectQuery) -> StoreResult<(i64, Vec<Prospect>)>;
+    /// Deletes prospects with their enrollments, emails, links and clicks.
     async fn delete_prospects(&self, account_id: i64, ids: Vec<i64>) -> StoreResult<i64>;
     /// Stops the prospect in every campaign; returns false when the email is unknown.
     async fn stop_followups(&self, account_id: i64, email: &EmailAddress) -> StoreResult<bool>;
@@ -51,10 +52,14 @@ pub trait CampaignStore: Send + Sync {
     async fn list_campaigns(&self, account_id: i64) -> StoreResult<Vec<Campaign>>;
     async fn campaign(&self, account_id: i64, id: i64) -> StoreResult<Campaign>;
     async fn update_campaign(&self, account_id: i64, id: i64, patch: CampaignPatch) -> StoreResult<Campaign>;
+    /// Deletes a campaign with its enrollments, emails, links and clicks.
     async fn delete_campaign(&self, account_id: i64, id: i64) -> StoreResult<()>;
     async fn update_enrollment(&self, account: i64, of: EnrollmentKey, p: EnrollmentPatch) -> StoreResult<Enrollment>;
     async fn record_email(&self, account_id: i64, email: NewEmail) -> StoreResult<SentEmail>;
     async fn link_target(&self, email_id: i64, link_no: i64) -> StoreResult<Option<LinkTarget>>;
+    /// Counts deletes that took links away, on every node: a link cache that saw a smaller
+    /// number may hold links that are gone.
+    async fn links_removed(&self) -> StoreResult<i64>;
 }
 
 /// Clicks, and settling them into verdicts and events.
@@ -67,8 +72,9 @@ pub trait ClickStore: Send + Sync {
     async fn pending_clicks(&self, limit: i64) -> StoreResult<Vec<PendingClick>>;
     /// Judged clicks on these emails between `from` and `to`.
     async fn clicks_near(&self, email_ids: Vec<i64>, from: Millis, to: Millis) -> StoreResult<Vec<NearbyClick>>;
-    /// Records first judgements and overrules earlier ones that are still held
-    /// (`domain::click::overrule`), in one transaction.
+    /// The verdicts of these clicks, those still held.
+    async fn held_verdicts(&self, ids: Vec<i64>) -> StoreResult<Vec<HeldVerdict>>;
+    /// Records first judgements and the overrules of earlier ones, in one transaction.
     async fn judge_clicks(&self, judged: Vec<Judgement>, overruled: Vec<Overrule>) -> StoreResult<()>;
     /// Judged clicks not yet released made by `frontier`, oldest first.
     async fn held_clicks(&self, frontier: Millis, limit: i64) -> StoreResult<Vec<HeldClick>>;
@@ -76,6 +82,8 @@ pub trait ClickStore: Send + Sync {
     /// Makes verdicts final and writes the events to deliver, in one transaction.
     async fn release_clicks(&self, released: Vec<Release>) -> StoreResult<()>;
     async fn outbox_depth(&self) -> StoreResult<OutboxDepth>;
+    /// Deletes clicks whose email is gone (clicked in the moment before a node saw the delete).
+    async fn forget_orphan_clicks(&self, ids: Vec<i64>) -> StoreResult<()>;
 }
 
 /// Webhook subscriptions, batches, leases and the attempt log.
@@ -115,6 +123,11 @@ pub trait Store:
     AccountStore + ProspectStore + CampaignStore + ClickStore + DeliveryStore + Scheduling + 'static
 {
     fn backend(&self) -> &'static str;
+
+    /// Whether the store can write now; the reason when it cannot.
+    async fn writable(&self) -> StoreResult<()> {
+        Ok(())
+    }
 
     /// Commits what is queued and stops accepting writes.
     async fn close(&self);

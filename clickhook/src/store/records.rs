@@ -192,12 +192,24 @@ pub struct Judgement {
     pub reasons: Vec<String>,
 }
 
-/// An earlier click that later ones showed to be a bot's (a burst, a honeypot hit), with
-/// the reasons. Applies only while that click's event is still held.
+/// A judged click still held, as an overrule finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldVerdict {
+    pub click_id: i64,
+    pub verdict: Verdict,
+    /// Its reasons as stored (a JSON array).
+    pub reasons: String,
+}
+
+/// An earlier click that later ones showed to be a bot's (a burst, a honeypot hit): its verdict
+/// and reasons from now on (`domain::click::overrule`). Applies only while the click is still
+/// held and its reasons are still `was`: a settler that lost its turn cannot undo another's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Overrule {
     pub click_id: i64,
+    pub verdict: Verdict,
     pub reasons: Vec<String>,
+    pub was: String,
 }
 
 /// A judged click not yet released, made before the judging frontier.

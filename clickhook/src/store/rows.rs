@@ -354,9 +354,9 @@ pub fn held_click(r: &dyn Columns) -> StoreResult<HeldClick> {
     })
 }
 
-/// A judged click's verdict and reasons, as an overrule reads them: id, verdict, reasons.
-pub fn judged(r: &dyn Columns) -> StoreResult<(i64, Verdict, Vec<String>)> {
-    Ok((r.int(0)?, parsed(r, 1, "verdict", Verdict::parse)?, reasons(r.opt_text(2)?)?))
+/// A held click's verdict, as an overrule reads it: id, verdict, reasons.
+pub fn held_verdict(r: &dyn Columns) -> StoreResult<HeldVerdict> {
+    Ok(HeldVerdict { click_id: r.int(0)?, verdict: parsed(r, 1, "verdict", Verdict::parse)?, reasons: r.text(2)? })
 }
 
 pub const DELIVERY_COLS: &str = "id, msg_id, subscription_id, target_url, event_count, state, tries, \

@@ -97,3 +97,45 @@ async fn chosen_campaign_ids_are_refused_alike() {
     let next = app.campaign(&theirs, 1).await;
     assert!(next > other && next < (1 << 53), "{next}");
 }
+
+async fn click_as(app: &crate::helpers::TestApp, url: &str, agent: &str) -> u16 {
+    app.client.get(url).header("user-agent", agent).send().await.unwrap().status().as_u16()
+}
+
+/// Waits until no stored click carries `agent` (clicks answered just before a delete may still
+/// be on their way into `clicks`; settling forgets them once there).
+async fn until_no_click_by(app: &crate::helpers::TestApp, agent: &str) {
+    for _ in 0..200 {
+        if !app.db().stored_click_agents().await.iter().any(|a| a == agent) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("clicks by {agent:?} are still stored");
+}
+
+/// Once a delete answers, the deleted campaign's and prospect's links answer 404 and store
+/// nothing, and their clicks (with IPs and user agents) are gone.
+#[tokio::test]
+async fn deleted_campaigns_and_prospects_stop_tracking() {
+    let app = shared();
+    let (_, key) = app.account("UTC").await;
+    let tag = crate::helpers::unique_email("deleted");
+    for what in ["campaign", "prospect"] {
+        let c = app.campaign(&key, 1).await;
+        let email = crate::helpers::unique_email(what);
+        let p = app.enroll(&key, c, &email).await;
+        let sent = app.send_html(&key, c, &email, "<a href=\"https://example.com/d\">d</a>").await;
+        let url = sent["links"][0]["tracked_url"].as_str().unwrap().to_string();
+        let (before, after) = (format!("Mozilla/5.0 before {what} {tag}"), format!("Mozilla/5.0 after {what} {tag}"));
+        assert_eq!(click_as(app, &url, &before).await, 302);
+        let r = match what {
+            "campaign" => app.delete(&format!("/rest/v2/campaigns/{c}"), &key).await,
+            _ => app.delete(&format!("/rest/v1/prospects?id={p}"), &key).await,
+        };
+        assert!(r.status.is_success(), "{what}: {}", r.text);
+        assert_eq!(click_as(app, &url, &after).await, 404, "a deleted {what}'s link");
+        until_no_click_by(app, &before).await;
+        assert!(!app.db().stored_click_agents().await.contains(&after), "nothing stored after the delete");
+    }
+}

@@ -73,6 +73,19 @@ impl Node {
         panic!("server did not come up");
     }
 
+    /// A call's status, headers and JSON body.
+    pub async fn call_full(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let r = self.client.request(method, format!("{}{path}", self.base)).header("x-api-key", &self.key);
+        let r = r.body(body.to_string()).send().await.unwrap();
+        let (status, headers) = (r.status().as_u16(), r.headers().clone());
+        (status, headers, serde_json::from_str(&r.text().await.unwrap()).unwrap_or(Value::Null))
+    }
+
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
         let r = self.client.request(method, format!("{}{path}", self.base)).header("x-api-key", &self.key);
         let text = r.body(body.to_string()).send().await.unwrap().text().await.unwrap();

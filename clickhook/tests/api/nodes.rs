@@ -165,3 +165,25 @@ async fn one_node_settles_and_another_takes_over_when_it_goes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A campaign deleted through one node: its links stop resolving on every other node within a
+/// second, though they were cached there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_on_one_node_reaches_the_others_within_a_second() {
+    if skipped() {
+        return;
+    }
+    let a = Node::new();
+    let b = a.sibling();
+    let (_sa, _sb) = tokio::join!(a.start(&[]), b.start(&[]));
+    let on_b = a.links(1, 1).await.remove(0).replace(&a.base, &b.base);
+    assert_eq!(b.client.get(&on_b).send().await.unwrap().status(), 302, "cached on b");
+    let campaigns = a.call(reqwest::Method::GET, "/rest/v2/campaigns", Value::Null).await;
+    let id = campaigns[0]["id"].as_i64().unwrap();
+    a.call(reqwest::Method::DELETE, &format!("/rest/v2/campaigns/{id}"), Value::Null).await;
+    let deleted = Instant::now();
+    while b.client.get(&on_b).send().await.unwrap().status() != 404 {
+        assert!(deleted.elapsed() < Duration::from_secs(1), "b still follows a deleted link");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 
+use super::clicks::forget_emails;
 use super::pool::{all, exec, one, pg, Param, Q};
 use super::prospects::{load_prospect, prospect_id_by_email};
 use super::PgStore;
@@ -88,11 +89,12 @@ impl CampaignStore for PgStore {
     }
 
     async fn delete_campaign(&self, account_id: i64, id: i64) -> StoreResult<()> {
-        let c = self.pool.get().await?;
-        match exec(&*c, "DELETE FROM campaigns WHERE id = $1 AND account_id = $2", &[&id, &account_id]).await? {
-            0 => Err(StoreError::NotFound("campaign")),
-            _ => Ok(()),
-        }
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await.map_err(pg)?;
+        load_campaign(&tx, account_id, id).await?;
+        forget_emails(&tx, account_id, "SELECT id FROM emails WHERE account_id = $1 AND campaign_id = $2", &id).await?;
+        exec(&tx, "DELETE FROM campaigns WHERE id = $1 AND account_id = $2", &[&id, &account_id]).await?;
+        tx.commit().await.map_err(pg)
     }
 
     async fn update_enrollment(&self, account: i64, of: EnrollmentKey, p: EnrollmentPatch) -> StoreResult<Enrollment> {
@@ -158,6 +160,11 @@ impl CampaignStore for PgStore {
             links: email.links,
             replayed: false,
         })
+    }
+
+    async fn links_removed(&self) -> StoreResult<i64> {
+        let c = self.pool.get().await?;
+        one(&*c, "SELECT coalesce(max(id), 0) FROM deletions", &[], rows::int).await.map(Option::unwrap_or_default)
     }
 
     async fn link_target(&self, email_id: i64, link_no: i64) -> StoreResult<Option<LinkTarget>> {

@@ -11,10 +11,10 @@ use tokio_postgres::types::ToSql;
 
 use super::campaigns::load_enrollment;
 use super::click_writer::{by_index, take_in_groups};
-use super::pool::{all, exec, one, page, pg, DIALECT, Q};
+use super::pool::{all, exec, one, page, pg, Param, DIALECT, Q};
 use super::prospects::load_prospect;
 use super::PgStore;
-use crate::domain::click::{overrule, HistoryPrune};
+use crate::domain::click::HistoryPrune;
 use crate::domain::now_millis;
 use crate::store::error::{StoreError, StoreResult};
 use crate::store::lists;
@@ -39,28 +39,30 @@ async fn event_context(c: &impl Q, email_id: i64) -> StoreResult<Option<EventCon
     Ok(Some(ctx))
 }
 
-/// Applies overrules to the clicks still held, as `domain::click::overrule` merges them.
+/// Deletes the clicks on the account's emails that `emails` selects (SQL over the account `$1`
+/// and `arg` as `$2`) with their burst history, and records that links went away. The
+/// account's index finds its clicks: deletes are rare, clicks are not. Clicks still in their
+/// groups are taken in by settling, which forgets them then (`forget_orphan_clicks`).
+pub(super) async fn forget_emails(tx: &impl Q, account_id: i64, emails: &str, arg: Param<'_>) -> StoreResult<()> {
+    exec(tx, &format!("DELETE FROM email_clicks WHERE email_id IN ({emails})"), &[&account_id, arg]).await?;
+    let sql = format!("DELETE FROM clicks WHERE account_id = $1 AND email_id IN ({emails})");
+    exec(tx, &sql, &[&account_id, arg]).await?;
+    exec(tx, "INSERT INTO deletions (at) VALUES ($1)", &[&now_millis()]).await.map(drop)
+}
+
+/// Applies overrules, each guarded by the reasons it was computed from.
 async fn apply_overrules(tx: &impl Q, overruled: &[Overrule]) -> StoreResult<()> {
     if overruled.is_empty() {
         return Ok(());
     }
     let ids: Vec<i64> = overruled.iter().map(|o| o.click_id).collect();
-    let sql = "SELECT id, verdict, reasons FROM clicks WHERE id = ANY($1) AND verdict IS NOT NULL AND NOT released \
-               ORDER BY id FOR UPDATE";
-    let held: HashMap<i64, _> =
-        all(tx, sql, &[&ids], rows::judged).await?.into_iter().map(|(id, v, r)| (id, (v, r))).collect();
-    let (mut ids, mut verdicts, mut reasons) = (vec![], vec![], vec![]);
-    for o in overruled {
-        let Some((verdict, stored)) = held.get(&o.click_id) else { continue };
-        let (verdict, merged) = overrule(*verdict, stored, &o.reasons);
-        ids.push(o.click_id);
-        verdicts.push(verdict.as_str());
-        reasons.push(to_json(&merged)?);
-    }
+    let verdicts: Vec<&str> = overruled.iter().map(|o| o.verdict.as_str()).collect();
+    let reasons: Vec<String> = overruled.iter().map(|o| to_json(&o.reasons)).collect::<StoreResult<_>>()?;
+    let was: Vec<&str> = overruled.iter().map(|o| o.was.as_str()).collect();
     let sql = "UPDATE clicks c SET verdict = u.verdict, reasons = u.reasons \
-               FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(id, verdict, reasons) \
-               WHERE c.id = u.id AND NOT c.released";
-    exec(tx, sql, &[&ids, &verdicts, &reasons]).await.map(drop)
+               FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(id, verdict, reasons, was) \
+               WHERE c.id = u.id AND NOT c.released AND c.reasons = u.was";
+    exec(tx, sql, &[&ids, &verdicts, &reasons, &was]).await.map(drop)
 }
 
 #[async_trait]
@@ -106,6 +108,12 @@ impl ClickStore for PgStore {
         let near = all(&tx, sql, &[&email_ids, &from, &to], rows::nearby_click).await?;
         tx.commit().await.map_err(pg)?;
         Ok(near)
+    }
+
+    async fn held_verdicts(&self, ids: Vec<i64>) -> StoreResult<Vec<HeldVerdict>> {
+        let c = self.pool.get().await?;
+        let sql = "SELECT id, verdict, reasons FROM clicks WHERE id = ANY($1) AND verdict IS NOT NULL AND NOT released";
+        all(&*c, sql, &[&ids], rows::held_verdict).await
     }
 
     async fn judge_clicks(&self, judged: Vec<Judgement>, overruled: Vec<Overrule>) -> StoreResult<()> {
@@ -192,6 +200,13 @@ impl ClickStore for PgStore {
                    ON CONFLICT (click_id) DO NOTHING";
         exec(&tx, sql, &[&ids, &accounts, &clicks, &payloads, &occurred, &now_millis()]).await?;
         tx.commit().await.map_err(pg)
+    }
+
+    async fn forget_orphan_clicks(&self, ids: Vec<i64>) -> StoreResult<()> {
+        let c = self.pool.get().await?;
+        let sql =
+            "DELETE FROM clicks c WHERE c.id = ANY($1) AND NOT EXISTS (SELECT 1 FROM emails e WHERE e.id = c.email_id)";
+        exec(&*c, sql, &[&ids]).await.map(drop)
     }
 
     async fn outbox_depth(&self) -> StoreResult<OutboxDepth> {

@@ -34,6 +34,9 @@ pub(super) fn pg(e: tokio_postgres::Error) -> StoreError {
         if db.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION {
             return StoreError::Conflict(db.message().to_string());
         }
+        if db.code() == &tokio_postgres::error::SqlState::DISK_FULL {
+            return StoreError::CannotWrite(db.message().to_string());
+        }
         return StoreError::Other(format!("{}: {}", db.code().code(), db.message()));
     }
     // Closed connections, refused connects, I/O: the database is away for now. Anything else

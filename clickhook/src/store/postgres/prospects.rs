@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 
+use super::clicks::forget_emails;
 use super::pool::{all, exec, one, page, pg, Param, DIALECT, Q};
 use super::PgStore;
 use crate::domain::prospect::{UpsertPlan, Upserted};
@@ -120,9 +121,14 @@ impl ProspectStore for PgStore {
     }
 
     async fn delete_prospects(&self, account_id: i64, ids: Vec<i64>) -> StoreResult<i64> {
-        let c = self.pool.get().await?;
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await.map_err(pg)?;
+        let emails = "SELECT id FROM emails WHERE account_id = $1 AND prospect_id = ANY($2)";
+        forget_emails(&tx, account_id, emails, &ids).await?;
         let sql = "DELETE FROM prospects WHERE account_id = $1 AND id = ANY($2)";
-        Ok(exec(&*c, sql, &[&account_id, &ids]).await? as i64)
+        let n = exec(&tx, sql, &[&account_id, &ids]).await?;
+        tx.commit().await.map_err(pg)?;
+        Ok(n as i64)
     }
 
     async fn stop_followups(&self, account_id: i64, email: &EmailAddress) -> StoreResult<bool> {

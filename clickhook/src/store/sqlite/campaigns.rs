@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use rusqlite::{params, Connection};
 
+use super::clicks::forget_emails;
 use super::prospects::{load_prospect, prospect_id_by_email};
 use super::sql::{all, exec, one, value};
 use super::SqliteStore;
@@ -110,10 +111,9 @@ impl CampaignStore for SqliteStore {
 
     async fn delete_campaign(&self, account_id: i64, id: i64) -> StoreResult<()> {
         self.write(move |conn| {
-            match exec(conn, "DELETE FROM campaigns WHERE id = ?1 AND account_id = ?2", [id, account_id])? {
-                0 => Err(StoreError::NotFound("campaign")),
-                _ => Ok(()),
-            }
+            load_campaign(conn, account_id, id)?;
+            forget_emails(conn, account_id, "SELECT id FROM emails WHERE account_id = ?1 AND campaign_id = ?2", &id)?;
+            exec(conn, "DELETE FROM campaigns WHERE id = ?1 AND account_id = ?2", [id, account_id]).map(drop)
         })
         .await
     }
@@ -175,6 +175,10 @@ impl CampaignStore for SqliteStore {
             Ok(SentEmail { id, prospect_id, email_no, sent_at: email.sent_at, links: email.links, replayed: false })
         })
         .await
+    }
+
+    async fn links_removed(&self) -> StoreResult<i64> {
+        self.read(|conn| value(conn, "SELECT coalesce(max(id), 0) FROM deletions", [])).await
     }
 
     async fn link_target(&self, email_id: i64, link_no: i64) -> StoreResult<Option<LinkTarget>> {

@@ -7,13 +7,13 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, ToSql};
 
 use super::campaigns::load_enrollment;
 use super::prospects::load_prospect;
 use super::sql::{all, exec, ids_json, one, page, value, DIALECT};
 use super::SqliteStore;
-use crate::domain::click::{overrule, HistoryPrune};
+use crate::domain::click::HistoryPrune;
 use crate::domain::now_millis;
 use crate::store::error::StoreResult;
 use crate::store::lists;
@@ -31,16 +31,14 @@ fn event_context(conn: &Connection, email_id: i64) -> StoreResult<Option<EventCo
     Ok(Some(ctx))
 }
 
-/// Applies overrules to the clicks still held, as `domain::click::overrule` merges them.
-fn apply_overrules(conn: &Connection, overruled: &[Overrule]) -> StoreResult<()> {
-    let held = "SELECT id, verdict, reasons FROM clicks WHERE id = ?1 AND verdict IS NOT NULL AND released = 0";
-    for o in overruled {
-        let Some((id, verdict, reasons)) = one(conn, held, [o.click_id], rows::judged)? else { continue };
-        let (verdict, reasons) = overrule(verdict, &reasons, &o.reasons);
-        let sql = "UPDATE clicks SET verdict = ?2, reasons = ?3 WHERE id = ?1 AND released = 0";
-        exec(conn, sql, params![id, verdict.as_str(), to_json(&reasons)?])?;
-    }
-    Ok(())
+/// Deletes the clicks on the account's emails that `emails` selects (SQL over the account `?1`
+/// and `arg` as `?2`) with their burst history, and records that links went away. The
+/// account's index finds its clicks: deletes are rare, clicks are not.
+pub(super) fn forget_emails(conn: &Connection, account_id: i64, emails: &str, arg: &dyn ToSql) -> StoreResult<()> {
+    exec(conn, &format!("DELETE FROM email_clicks WHERE email_id IN ({emails})"), params![account_id, arg])?;
+    let sql = format!("DELETE FROM clicks WHERE account_id = ?1 AND email_id IN ({emails})");
+    exec(conn, &sql, params![account_id, arg])?;
+    exec(conn, "INSERT INTO deletions (at) VALUES (?1)", [now_millis()]).map(drop)
 }
 
 #[async_trait]
@@ -81,6 +79,15 @@ impl ClickStore for SqliteStore {
         .await
     }
 
+    async fn held_verdicts(&self, ids: Vec<i64>) -> StoreResult<Vec<HeldVerdict>> {
+        self.read(move |conn| {
+            let sql = "SELECT id, verdict, reasons FROM clicks WHERE id IN (SELECT value FROM json_each(?1)) \
+                       AND verdict IS NOT NULL AND released = 0";
+            all(conn, sql, [ids_json(&ids)], rows::held_verdict)
+        })
+        .await
+    }
+
     async fn judge_clicks(&self, judged: Vec<Judgement>, overruled: Vec<Overrule>) -> StoreResult<()> {
         self.write_background(move |conn| {
             for j in &judged {
@@ -98,7 +105,11 @@ impl ClickStore for SqliteStore {
                               (SELECT min(id) FROM clicks WHERE id >= next_unjudged AND verdict IS NULL), \
                               (SELECT coalesce(max(id), 0) + 1 FROM clicks))";
             exec(conn, frontier, [])?;
-            apply_overrules(conn, &overruled)?;
+            for o in &overruled {
+                let sql =
+                    "UPDATE clicks SET verdict = ?2, reasons = ?3 WHERE id = ?1 AND released = 0 AND reasons = ?4";
+                exec(conn, sql, params![o.click_id, o.verdict.as_str(), to_json(&o.reasons)?, o.was])?;
+            }
             let ats: Vec<i64> = judged.iter().map(|j| j.click.at).collect();
             if let Some(p) = HistoryPrune::after(&ats) {
                 let sql = "DELETE FROM email_clicks WHERE rowid IN \
@@ -148,6 +159,15 @@ impl ClickStore for SqliteStore {
                 }
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn forget_orphan_clicks(&self, ids: Vec<i64>) -> StoreResult<()> {
+        self.write_background(move |conn| {
+            let sql = "DELETE FROM clicks WHERE id IN (SELECT value FROM json_each(?1)) \
+                       AND NOT EXISTS (SELECT 1 FROM emails e WHERE e.id = clicks.email_id)";
+            exec(conn, sql, [ids_json(&ids)]).map(drop)
         })
         .await
     }

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rusqlite::Connection;
 
+use super::error::{StoreError, StoreResult};
 use super::parts::Store;
 use super::schedule::{LastClickCommit, Scheduling};
 use super::schema;
@@ -32,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_delivery.sql"),
     include_str!("../../../migrations/sqlite/0003_settle_frontier.sql"),
+    include_str!("../../../migrations/sqlite/0004_deletions.sql"),
 ];
 
 pub struct SqliteStore {
@@ -159,5 +161,13 @@ impl Store for SqliteStore {
 
     async fn close(&self) {
         self.writer.close().await;
+    }
+
+    /// Not since a write found no room on the disk and none wrote after it.
+    async fn writable(&self) -> StoreResult<()> {
+        match self.writer.cannot_write.load(Ordering::Relaxed) {
+            true => Err(StoreError::CannotWrite("the disk is full".into())),
+            false => Ok(()),
+        }
     }
 }

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection};
 
+use super::clicks::forget_emails;
 use super::sql::{all, exec, exists, ids_json, one, page, DIALECT};
 use super::SqliteStore;
 use crate::domain::prospect::{UpsertPlan, Upserted};
@@ -100,8 +101,12 @@ impl ProspectStore for SqliteStore {
 
     async fn delete_prospects(&self, account_id: i64, ids: Vec<i64>) -> StoreResult<i64> {
         self.write(move |conn| {
+            let ids = ids_json(&ids);
+            let emails =
+                "SELECT id FROM emails WHERE account_id = ?1 AND prospect_id IN (SELECT value FROM json_each(?2))";
+            forget_emails(conn, account_id, emails, &ids)?;
             let sql = "DELETE FROM prospects WHERE account_id = ?1 AND id IN (SELECT value FROM json_each(?2))";
-            Ok(exec(conn, sql, params![account_id, ids_json(&ids)])? as i64)
+            Ok(exec(conn, sql, params![account_id, ids])? as i64)
         })
         .await
     }

@@ -16,6 +16,8 @@ pub(super) fn db_err(e: rusqlite::Error) -> StoreError {
             StoreError::Unavailable(e.to_string())
         }
         Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict(e.to_string()),
+        Some(rusqlite::ErrorCode::DiskFull) => StoreError::CannotWrite("the disk is full".into()),
+        Some(rusqlite::ErrorCode::SystemIoFailure) => StoreError::CannotWrite(e.to_string()),
         _ => StoreError::Other(e.to_string()),
     }
 }

@@ -47,6 +47,8 @@ enum Msg {
 pub(super) struct Writer {
     tx: mpsc::Sender<Msg>,
     stop_checkpoints: Arc<AtomicBool>,
+    /// The last write failed for want of room (see `SqliteStore::writable`).
+    pub(super) cannot_write: AtomicBool,
 }
 
 impl Writer {
@@ -69,13 +71,25 @@ impl Writer {
             let stop = stop.clone();
             move || checkpoint_loop(checkpointer, stop)
         })?;
-        Ok(Writer { tx, stop_checkpoints: stop })
+        Ok(Writer { tx, stop_checkpoints: stop, cannot_write: AtomicBool::new(false) })
     }
 
     pub(super) async fn click(&self, click: NewClick) -> StoreResult<()> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Msg::Click(click, tx)).map_err(|_| StoreError::closed())?;
-        rx.await.map_err(|_| StoreError::closed())?
+        self.noted(rx.await.map_err(|_| StoreError::closed())?.map(|()| ((), true)))
+    }
+
+    /// Notes whether a write found room, for `SqliteStore::writable`: a failure for want of room
+    /// says there is none, and only a commit that wrote something says there is again (a job
+    /// that changed nothing succeeds on a full disk too).
+    fn noted<T>(&self, result: StoreResult<(T, bool)>) -> StoreResult<T> {
+        match &result {
+            Ok((_, true)) => self.cannot_write.store(false, Ordering::Relaxed),
+            Err(StoreError::CannotWrite(_)) => self.cannot_write.store(true, Ordering::Relaxed),
+            _ => {}
+        }
+        result.map(|(v, _)| v)
     }
 
     pub(super) async fn close(&self) {
@@ -97,11 +111,13 @@ impl Writer {
                 let _ = tx.send(Err(e));
                 return Box::new(|_| {});
             }
+            let changes = conn.total_changes();
             match f(conn) {
                 Ok(v) => {
+                    let wrote = conn.total_changes() != changes;
                     let released = run_cached(conn, "RELEASE job");
                     Box::new(move |committed: StoreResult<()>| {
-                        let _ = tx.send(released.and(committed).map(|_| v));
+                        let _ = tx.send(released.and(committed).map(|_| (v, wrote)));
                     })
                 }
                 Err(e) => {
@@ -113,7 +129,7 @@ impl Writer {
         });
         let msg = if background { Msg::Background(job) } else { Msg::Job(job) };
         self.tx.send(msg).map_err(|_| StoreError::closed())?;
-        rx.await.map_err(|_| StoreError::closed())?
+        self.noted(rx.await.map_err(|_| StoreError::closed())?)
     }
 }
 
