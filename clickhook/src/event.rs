@@ -255,4 +255,38 @@ mod tests {
             }
         }
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+
+            /// Whatever the stored text (quotes, backslashes, control characters, any script),
+            /// the element spliced per click is the reference serialization, byte for byte, and JSON.
+            #[test]
+            fn spliced_elements_are_the_reference(
+                name in any::<String>(),
+                campaign in any::<String>(),
+                label in any::<String>(),
+                snippet in any::<String>(),
+                url in any::<String>(),
+                at in -2_208_988_800_000i64..4_102_444_800_000,
+                zone in prop::sample::select(vec!["UTC", "Europe/Warsaw", "Asia/Kathmandu", "Not/AZone"]),
+                followup in prop::option::of(0i64..4_102_444_800_000),
+            ) {
+                let mut ctx = context(zone, followup);
+                ctx.prospect.first_name = name;
+                ctx.prospect.snippets[0] = snippet;
+                ctx.campaign_name = campaign;
+                ctx.snippet_labels.insert(1, label);
+                let spliced = LinkClicked::new(&ctx).render(&url, at);
+                prop_assert_eq!(&spliced, &link_clicked(&ctx, &url, at).to_string());
+                let parsed: serde_json::Value = serde_json::from_str(&spliced).unwrap();
+                prop_assert_eq!(parsed["click_url"].as_str(), Some(url.as_str()));
+            }
+        }
+    }
 }

@@ -172,3 +172,73 @@ pub async fn import_csv(
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::NewAccount;
+    use crate::store::ProspectQuery;
+
+    /// One row: an address (valid or not) and a company name of any text.
+    fn row() -> impl Strategy<Value = (String, String)> {
+        ("([a-c]{1,2}@x\\.co|[A-C]{1,2}@X\\.CO|not-an-email|)", "[^\\x00]{0,12}|.{0,3}")
+    }
+
+    fn store() -> &'static (tokio::runtime::Runtime, DynStore, tempfile::TempDir) {
+        static STORE: std::sync::OnceLock<(tokio::runtime::Runtime, DynStore, tempfile::TempDir)> =
+            std::sync::OnceLock::new();
+        STORE.get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+            let store = rt.block_on(crate::store::open(dir.path().join("i.db").to_str().unwrap())).unwrap();
+            (rt, store, dir)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever the rows, each one is counted once, every valid address is stored once
+        /// (in any case), with the last non-blank company given for it, and the rest (bad
+        /// addresses, NUL) is rejected.
+        #[test]
+        fn every_row_is_counted_and_valid_ones_stored(rows in prop::collection::vec(row(), 0..40)) {
+            let (rt, store, _) = store();
+            let mut csv = csv::Writer::from_writer(Vec::new());
+            csv.write_record(["email", "company"]).unwrap();
+            for (email, company) in &rows {
+                csv.write_record([email, company]).unwrap();
+            }
+            let csv = csv.into_inner().unwrap();
+            let (report, stored) = rt.block_on(async {
+                let account = store.create_account(NewAccount { id: None, name: "P".into(), timezone: "UTC".into() }).await.unwrap();
+                let report = import_csv(store, account.id, None, "p.csv", &csv[..], |_| {}).await.unwrap();
+                let q = ProspectQuery { limit: 1000, ..Default::default() };
+                (report, store.list_prospects(account.id, q).await.unwrap().1)
+            });
+            let mut expected: HashMap<String, String> = HashMap::new();
+            let mut valid = 0;
+            for (email, company) in &rows {
+                // A row with NUL in it is refused whole, like one with a bad address.
+                let Ok(e) = EmailAddress::parse(email) else { continue };
+                if company.contains('\0') {
+                    continue;
+                }
+                valid += 1;
+                let slot = expected.entry(e.key()).or_default();
+                if !company.trim().is_empty() {
+                    *slot = company.trim().to_string();
+                }
+            }
+            prop_assert_eq!(report.created + report.updated + report.rejected, rows.len() as u64);
+            prop_assert_eq!(report.created + report.updated, valid as u64);
+            prop_assert_eq!(report.created, expected.len() as u64);
+            let got: HashMap<String, String> = stored.iter().map(|p| (p.email_key(), p.company.clone())).collect();
+            prop_assert_eq!(got, expected);
+        }
+    }
+}

@@ -316,4 +316,79 @@ mod tests {
             assert!(axum::http::HeaderValue::from_str(&d).is_ok() && is_uri(&d), "{href} -> {d}");
         }
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// A piece of an email: text, a tracked link, or a link that is not tracked.
+        #[derive(Debug, Clone)]
+        enum Piece {
+            Text(String),
+            Link { url: String, title: String, text: String },
+            Other(String),
+        }
+
+        fn piece() -> impl Strategy<Value = Piece> {
+            prop_oneof![
+                "[^<&]{0,30}".prop_map(Piece::Text),
+                (
+                    "https?://[a-z]{1,8}\\.example(/[A-Za-z0-9._~-]{0,8}){0,3}(\\?[a-z]=[a-z0-9]{0,4})?",
+                    "[^\"<&]{0,10}",
+                    "[^<&]{0,10}"
+                )
+                    .prop_map(|(url, title, text)| Piece::Link { url, title, text }),
+                "(mailto:[a-z]{1,5}@x\\.co|#[a-z]{0,5}|tel:[0-9]{1,5})".prop_map(Piece::Other),
+            ]
+        }
+
+        /// The document with each tracked link's href as `href` gives it.
+        fn render(pieces: &[Piece], mut href: impl FnMut(&str) -> String) -> String {
+            let mut out = String::from("<html><body>");
+            for p in pieces {
+                match p {
+                    Piece::Text(t) => out.push_str(t),
+                    Piece::Link { url, title, text } => {
+                        out.push_str(&format!("<a title=\"{title}\" href=\"{}\">{text}</a>", href(url)))
+                    }
+                    Piece::Other(h) => out.push_str(&format!("<a href=\"{h}\">o</a>")),
+                }
+            }
+            out.push_str("</body></html>");
+            out
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(500))]
+
+            /// Every byte outside a rewritten href survives the rewrite.
+            #[test]
+            fn only_tracked_hrefs_change(pieces in prop::collection::vec(piece(), 0..12)) {
+                let html = render(&pieces, str::to_string);
+                let urls: Vec<String> = pieces
+                    .iter()
+                    .filter_map(|p| match p { Piece::Link { url, .. } => Some(url.clone()), _ => None })
+                    .collect();
+                prop_assert_eq!(collect_html(&html).unwrap(), urls.clone());
+                let tracked: Vec<Option<String>> = (0..urls.len()).map(|i| Some(format!("https://t.example/c/{i}"))).collect();
+                let mut n = 0;
+                let expected = render(&pieces, |_| {
+                    n += 1;
+                    format!("https://t.example/c/{}", n - 1)
+                });
+                prop_assert_eq!(rewrite_html(&html, &tracked, None).unwrap(), expected);
+                // With nothing to track, nothing changes at all.
+                prop_assert_eq!(rewrite_html(&html, &vec![None; urls.len()], None).unwrap(), html);
+            }
+
+            /// Any href either becomes a URI a Location header can carry, or is refused.
+            #[test]
+            fn destinations_are_uris_or_refused(href in "https?://.{0,40}") {
+                if let Ok(d) = destination(&href) {
+                    prop_assert!(is_uri(&d) && axum::http::HeaderValue::from_str(&d).is_ok(), "{} -> {}", href, d);
+                }
+            }
+        }
+    }
 }

@@ -172,4 +172,60 @@ mod tests {
         assert_eq!(get_varint(&[0x81, 0x80, 0x00]), None, "trailing zero group");
         assert_eq!(get_varint(&[0xff; 11]), None);
     }
+
+    /// Keys of a store of their own, with a second key rotated in (both verify, the newer signs).
+    fn keys() -> (Arc<LinkKeys>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let keys = rt.block_on(async {
+            let store = crate::store::open(dir.path().join("k.db").to_str().unwrap()).await.unwrap();
+            store.add_link_key(new_secret()).await.unwrap();
+            LinkKeys::load(store).await.unwrap()
+        });
+        (keys, dir)
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+            /// Any string either verifies to the link it was made for, or is refused: a string
+            /// that verifies is exactly the token signed for its link (one token per link).
+            #[test]
+            fn any_string_verifies_only_as_its_own_token(s in ".{0,60}|[A-Za-z0-9_-]{16,47}") {
+                let (keys, _dir) = keys_once();
+                if let Ok(link) = keys.verify(&s) {
+                    prop_assert_eq!(keys.sign(link), s);
+                }
+            }
+
+            #[test]
+            fn signed_links_verify_and_altered_tokens_do_not(
+                email_id in 0..i64::MAX,
+                link_no in 0..i64::MAX,
+                at in any::<prop::sample::Index>(),
+                with in "[A-Za-z0-9_-]",
+            ) {
+                let (keys, _dir) = keys_once();
+                let link = LinkRef { email_id, link_no };
+                let token = keys.sign(link);
+                prop_assert_eq!(keys.verify(&token), Ok(link));
+                let i = at.index(token.len());
+                let mut altered = token.clone();
+                altered.replace_range(i..i + 1, &with);
+                if altered != token {
+                    prop_assert!(keys.verify(&altered).is_err(), "{} verified", altered);
+                }
+            }
+        }
+
+        fn keys_once() -> &'static (Arc<LinkKeys>, tempfile::TempDir) {
+            static KEYS: std::sync::OnceLock<(Arc<LinkKeys>, tempfile::TempDir)> = std::sync::OnceLock::new();
+            KEYS.get_or_init(keys)
+        }
+    }
 }
