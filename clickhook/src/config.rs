@@ -13,6 +13,7 @@ use crate::store::Durability;
 /// `clickhook serve`'s flags. Each also reads `CLICKHOOK_<FLAG>`.
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
+    /// The address to listen on (host:port).
     #[arg(long, env = "CLICKHOOK_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
     /// Base URL of tracked links, as recipients reach this service.

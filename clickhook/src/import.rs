@@ -96,16 +96,29 @@ fn parse_row(cols: &[String], row: &csv::ByteRecord) -> Result<ProspectInput, St
     Ok(ProspectInput { email: email.ok_or("no email")?, fields })
 }
 
-/// Imports a CSV stream. `progress` is called after each chunk with rows read so far.
+/// The field delimiter of a CSV: the one of `,`, `;` and tab that its header row holds most of
+/// (a header of one column: `,`). Spreadsheets save with `;` where `,` is the decimal mark.
+pub fn detect_delimiter(head: &[u8]) -> u8 {
+    let first_line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    [b',', b';', b'\t']
+        .into_iter()
+        .max_by_key(|d| (first_line.iter().filter(|b| *b == d).count(), *d == b','))
+        .unwrap_or(b',')
+}
+
+/// Imports a CSV stream whose fields `delimiter` separates (see [`detect_delimiter`]).
+/// `progress` is called after each chunk with rows read so far.
 pub async fn import_csv(
     store: &DynStore,
     account_id: i64,
     campaign_id: Option<i64>,
     file_name: &str,
     input: impl Read,
+    delimiter: u8,
     mut progress: impl FnMut(u64),
 ) -> Result<ImportReport, ImportError> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(input);
+    let mut reader =
+        csv::ReaderBuilder::new().has_headers(true).flexible(false).delimiter(delimiter).from_reader(input);
     let headers = reader
         .byte_headers()
         .map_err(|e| ImportError::File(ApiError::wrong_param(format!("Unreadable CSV header: {e}."))))?
@@ -216,7 +229,7 @@ mod properties {
             let csv = csv.into_inner().unwrap();
             let (report, stored) = rt.block_on(async {
                 let account = store.create_account(NewAccount { id: None, name: "P".into(), timezone: "UTC".into() }).await.unwrap();
-                let report = import_csv(store, account.id, None, "p.csv", &csv[..], |_| {}).await.unwrap();
+                let report = import_csv(store, account.id, None, "p.csv", &csv[..], b',', |_| {}).await.unwrap();
                 let q = ProspectQuery { limit: 1000, ..Default::default() };
                 (report, store.list_prospects(account.id, q).await.unwrap().1)
             });

@@ -14,9 +14,11 @@
 //! - [`store`]: the storage interface in parts, and its SQLite and PostgreSQL dialects.
 //! - [`domain`]: types that parse at the edge, and the rules the stores apply.
 //! - [`receive`]: `clickhook receive`, a receiver for trying webhooks out.
-//! - [`metrics`], [`config`], [`error`]: counters, settings, the one API error type.
+//! - [`cli`], [`metrics`], [`config`], [`error`]: the command line, counters, settings, the one API
+//!   error type.
 
 pub mod api;
+pub mod cli;
 pub mod click;
 pub mod config;
 pub mod delivery;

@@ -3,8 +3,9 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
-use clickhook::config::{ServeArgs, Settings};
+use clap::{CommandFactory, Parser};
+use clickhook::cli::{AccountCmd, Cli, Command, KeysCmd, LogFormat};
+use clickhook::config::Settings;
 use clickhook::domain::account::parse_account_id;
 use clickhook::domain::{parse_timezone, NewAccount};
 use clickhook::store;
@@ -16,94 +17,17 @@ use clickhook::{api::auth, click::token, startup::Application};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[derive(Parser)]
-#[command(name = "clickhook", version, about = "Tracked links and Woodpecker-compatible link_clicked webhooks")]
-struct Cli {
-    /// SQLite file, or a postgres:// URL.
-    #[arg(long, global = true, env = "CLICKHOOK_DB", default_value = "clickhook.db")]
-    db: String,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the HTTP service (API, tracked links, background workers).
-    Serve(ServeArgs),
-    /// Apply pending schema migrations and exit.
-    Migrate,
-    /// Manage accounts and their API keys.
-    #[command(subcommand)]
-    Account(AccountCmd),
-    /// Import prospects from a CSV file whose header row names prospect fields.
-    Import {
-        file: PathBuf,
-        #[arg(long)]
-        account: i64,
-        #[arg(long)]
-        campaign: Option<i64>,
-    },
-    /// Manage the keys that sign tracked links.
-    #[command(subcommand)]
-    Keys(KeysCmd),
-    /// Receive webhooks for trying clickhook out: print them, check signatures.
-    Receive {
-        #[arg(long, default_value = "127.0.0.1:9000")]
-        listen: String,
-        /// The subscription's whsec_ secret, to verify signatures.
-        #[arg(long)]
-        secret: Option<String>,
-        /// The status to answer with.
-        #[arg(long, default_value_t = 200)]
-        status: u16,
-    },
-}
-
-#[derive(Subcommand)]
-enum AccountCmd {
-    /// Create an account and print its id and first API key.
-    Create {
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        timezone: String,
-        /// Use this id (for example the firm_id an integration already knows).
-        #[arg(long)]
-        id: Option<i64>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Issue another API key for an account.
-    Key {
-        id: i64,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Revoke an API key by the prefix shown in listings.
-    Revoke { id: i64, prefix: String },
-    /// List accounts.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Subcommand)]
-enum KeysCmd {
-    /// List link-signing keys (the newest signs new links).
-    List,
-    /// Add a new signing key; older keys keep verifying.
-    Rotate,
-    /// Remove a key: links it signed stop working.
-    Remove { id: i64 },
-}
-
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            logs.with_ansi(colour).init()
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
     match rt.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -118,7 +42,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(a) => {
             let durability = a.durability;
-            let settings = Settings::from_args(cli.db, a)?;
+            let settings = Settings::from_args(cli.db, *a)?;
             let st = store::open_for_serving(&settings.db, durability).await?;
             let app = Application::build_with_store(settings, st).await?;
             println!("clickhook listening on http://{}", app.local_addr());
@@ -131,9 +55,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Account(cmd) => account(&cli.db, cmd).await,
-        Command::Import { file, account, campaign } => import(&cli.db, file, account, campaign).await,
+        Command::Import { file, account, campaign, delimiter } => {
+            import(&cli.db, file, account, campaign, delimiter).await
+        }
         Command::Keys(cmd) => keys(&cli.db, cmd).await,
         Command::Receive { listen, secret, status } => clickhook::receive::run(&listen, secret, status).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "clickhook", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 
@@ -192,24 +122,42 @@ async fn account(db: &str, cmd: AccountCmd) -> anyhow::Result<()> {
     result
 }
 
-async fn import(db: &str, file: PathBuf, account: i64, campaign: Option<i64>) -> anyhow::Result<()> {
+async fn import(
+    db: &str,
+    file: PathBuf,
+    account: i64,
+    campaign: Option<i64>,
+    delimiter: Option<u8>,
+) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let f = std::fs::File::open(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
     let st = store::open(db).await?;
     st.account(account).await?;
     let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let f = std::fs::File::open(&file)?;
     let total = f.metadata().map(|m| m.len()).unwrap_or(0).max(1);
     let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let input = std::io::BufReader::with_capacity(1 << 20, Counting { inner: f, read: read.clone() });
+    let mut input = std::io::BufReader::with_capacity(1 << 20, Counting { inner: f, read: read.clone() });
+    let delimiter = match delimiter {
+        Some(d) => d,
+        None => clickhook::import::detect_delimiter(input.fill_buf()?),
+    };
     let tty = std::io::stderr().is_terminal();
-    let report = clickhook::import::import_csv(&st, account, campaign, &name, input, |rows| {
+    let bar = |done: u64, rows: u64| {
+        let filled = (done * 30 / total) as usize;
+        eprint!("\r[{}{}] {:>3}%  {rows} rows", "#".repeat(filled), " ".repeat(30 - filled), done * 100 / total);
+    };
+    let mut last_rows = 0;
+    let report = clickhook::import::import_csv(&st, account, campaign, &name, input, delimiter, |rows| {
+        last_rows = rows;
         if tty {
-            let done = read.load(std::sync::atomic::Ordering::Relaxed).min(total);
-            let filled = (done * 30 / total) as usize;
-            eprint!("\r[{}{}] {:>3}%  {rows} rows", "#".repeat(filled), " ".repeat(30 - filled), done * 100 / total);
+            bar(read.load(std::sync::atomic::Ordering::Relaxed).min(total), rows);
         }
     })
     .await;
     if tty {
+        if report.is_ok() {
+            bar(total, last_rows);
+        }
         eprintln!();
     }
     st.close().await;
@@ -254,7 +202,12 @@ async fn keys(db: &str, cmd: KeysCmd) -> anyhow::Result<()> {
                 println!("key {} now signs new links; running nodes pick it up within a minute", k.id);
             }
             KeysCmd::Remove { id } => {
-                if st.link_keys().await?.len() <= 1 {
+                let keys = st.link_keys().await?;
+                if !keys.iter().any(|k| k.id == id) {
+                    let ids: Vec<String> = keys.iter().map(|k| k.id.to_string()).collect();
+                    anyhow::bail!("there is no link-signing key {id}; the keys are {}", ids.join(", "));
+                }
+                if keys.len() <= 1 {
                     anyhow::bail!("cannot remove the last key; rotate first");
                 }
                 st.remove_link_key(id).await?;

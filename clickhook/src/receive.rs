@@ -10,8 +10,15 @@ use axum::response::IntoResponse;
 use crate::delivery::sign;
 
 pub async fn run(listen: &str, secret: Option<String>, status: u16) -> anyhow::Result<()> {
-    let status =
-        StatusCode::from_u16(status).map_err(|_| anyhow::anyhow!("--status {status} is not an HTTP status"))?;
+    let status = match StatusCode::from_u16(status) {
+        Ok(s) if (100..=599).contains(&status) => s,
+        _ => anyhow::bail!("--status {status} is not an HTTP status (100 to 599)"),
+    };
+    if let Some(s) = &secret {
+        if !sign::is_secret(s) {
+            anyhow::bail!("--secret must be a subscription's whsec_ secret (whsec_ and base64), as GET /rest/v2/subscriptions shows it");
+        }
+    }
     let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
         let secret = secret.clone();
         async move {
@@ -20,7 +27,8 @@ pub async fn run(listen: &str, secret: Option<String>, status: u16) -> anyhow::R
             status.into_response()
         }
     });
-    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     println!("clickhook receive: listening on http://{}, answering {}", listener.local_addr()?, status.as_u16());
     axum::serve(listener, app).with_graceful_shutdown(crate::startup::shutdown_signal()).await?;
     Ok(())

@@ -279,6 +279,8 @@ async fn import(State(st): State<AppState>, Auth(account): Auth, params: Params,
     if body.is_empty() {
         return Err(ApiError::wrong_param("The CSV is empty."));
     }
-    let report = crate::import::import_csv(&st.store, account.id, campaign, &file_name, &body[..], |_| {}).await?;
+    let delimiter = crate::import::detect_delimiter(&body);
+    let report =
+        crate::import::import_csv(&st.store, account.id, campaign, &file_name, &body[..], delimiter, |_| {}).await?;
     Ok((StatusCode::OK, Json(report)).into_response())
 }

@@ -6,6 +6,11 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+/// Whether `secret` is a Standard Webhooks secret: `whsec_` and a base64 key.
+pub fn is_secret(secret: &str) -> bool {
+    secret.strip_prefix("whsec_").is_some_and(|k| STANDARD.decode(k).is_ok_and(|k| !k.is_empty()))
+}
+
 pub fn sign(secret: &str, msg_id: &str, timestamp: i64, body: &[u8]) -> Option<String> {
     let key = STANDARD.decode(secret.strip_prefix("whsec_").unwrap_or(secret)).ok()?;
     let mut mac = Hmac::<Sha256>::new_from_slice(&key).ok()?;

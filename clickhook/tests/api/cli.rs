@@ -158,3 +158,78 @@ async fn a_second_server_on_one_sqlite_file_is_refused() {
     // Once it is gone, the file can be served again.
     let _again = node.start(&[]).await;
 }
+
+/// Errors name what failed: the file, the folder, the address, the key.
+#[test]
+fn errors_name_what_failed() {
+    if on_postgres() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no/such/folder/c.db");
+    let (ok, _, err) = clickhook(missing.to_str().unwrap(), &["migrate"]);
+    assert!(!ok && err.contains("does not exist") && err.contains("no/such/folder"), "{err}");
+
+    let db = fresh_db(dir.path());
+    let (ok, out, _) = clickhook(&db, &["account", "create", "--name", "A", "--timezone", "UTC", "--json"]);
+    assert!(ok);
+    let id = serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()["id"].to_string();
+    let (ok, _, err) = clickhook(&db, &["import", "/no/such/file.csv", "--account", &id]);
+    assert!(!ok && err.contains("/no/such/file.csv"), "{err}");
+    let (ok, _, err) = clickhook(&db, &["keys", "remove", "99"]);
+    assert!(!ok && err.contains("no link-signing key 99"), "{err}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let at = taken.local_addr().unwrap().to_string();
+    let (ok, _, err) = clickhook(&db, &["receive", "--listen", &at]);
+    assert!(!ok && err.contains(&format!("cannot listen on {at}")), "{err}");
+    let (ok, _, err) = clickhook(&db, &["receive", "--listen", "127.0.0.1:0", "--secret", "hunter2"]);
+    assert!(!ok && err.contains("whsec_"), "{err}");
+    let (ok, _, err) = clickhook(&db, &["receive", "--listen", "127.0.0.1:0", "--status", "1000"]);
+    assert!(!ok && err.contains("--status 1000"), "{err}");
+}
+
+/// Spreadsheets save with `;` or tabs: the delimiter is found from the header, or given.
+#[test]
+fn imports_find_their_delimiter() {
+    if on_postgres() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_db(dir.path());
+    let (_, out, _) = clickhook(&db, &["account", "create", "--name", "A", "--timezone", "UTC", "--json"]);
+    let id = serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()["id"].to_string();
+    for (name, text, extra) in [
+        ("semi.csv", "email;company\na@x.co;A, Inc\n", vec![]),
+        ("tab.csv", "email\tcompany\nb@x.co\tB\n", vec![]),
+        ("given.csv", "email;company\nc@x.co;C\n", vec!["--delimiter", ";"]),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let mut args = vec!["import", path.to_str().unwrap(), "--account", &id];
+        args.extend(extra);
+        let (ok, out, err) = clickhook(&db, &args);
+        assert!(ok && out.contains("created 1, updated 0, rejected 0"), "{name}: {out}{err}");
+    }
+}
+
+/// Completions for the usual shells; logs as JSON lines on request, and never coloured when
+/// stderr is not a terminal.
+#[test]
+fn completions_and_log_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_db(dir.path());
+    for shell in ["bash", "zsh", "fish"] {
+        let (ok, out, _) = clickhook(&db, &["completions", shell]);
+        assert!(ok && out.contains("clickhook") && out.contains("serve"), "{shell}");
+    }
+    let (ok, _, err) = clickhook(&db, &["migrate"]);
+    assert!(ok && err.contains("migration") && !err.contains('\u{1b}'), "no colours into a pipe: {err:?}");
+    let other = tempfile::tempdir().unwrap();
+    let (ok, _, err) = clickhook(&fresh_db(other.path()), &["--log-format", "json", "migrate"]);
+    assert!(ok && err.lines().count() > 0, "{err}");
+    for line in err.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+}

@@ -98,6 +98,25 @@ fn lock_for_serving(path: &Path) -> anyhow::Result<std::fs::File> {
     Ok(file)
 }
 
+/// Says which file could not be opened, and why in words an operator acts on.
+fn explain_open_error(path: &Path, e: anyhow::Error) -> anyhow::Error {
+    if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+        return anyhow::anyhow!(
+            "cannot open the database {}: the folder {} does not exist",
+            path.display(),
+            folder.display()
+        );
+    }
+    let read_only = e.chain().any(|c| {
+        c.downcast_ref::<rusqlite::Error>().and_then(rusqlite::Error::sqlite_error_code)
+            == Some(rusqlite::ErrorCode::ReadOnly)
+    });
+    if read_only {
+        return anyhow::anyhow!("cannot write the database {}: the file or its folder is read-only", path.display());
+    }
+    anyhow::anyhow!("cannot open the database {}: {e:#}", path.display())
+}
+
 impl SqliteStore {
     /// Opens the file for `serve`: this process alone serves it, so leases left in it belong to
     /// a process that died, and are given back.
@@ -113,6 +132,10 @@ impl SqliteStore {
 
     /// Opens the file for a command, beside a server that may be running.
     pub async fn open(path: &Path, opts: Options) -> anyhow::Result<Self> {
+        Self::open_file(path, opts).await.map_err(|e| explain_open_error(path, e))
+    }
+
+    async fn open_file(path: &Path, opts: Options) -> anyhow::Result<Self> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
