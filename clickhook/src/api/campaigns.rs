@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::Auth;
-use super::{list_response, parse_time, Api, AppState, JsonBody, Params};
+use super::{parse_time, woodpecker_list_response, Api, AppState, JsonBody, Params};
 use crate::domain::{Campaign, CampaignPatch, Enrollment, EnrollmentKey, EnrollmentPatch, NewCampaign, Step};
 use crate::domain::{CampaignStatus, EmailAddress, StepType};
 use crate::error::{ApiError, ApiResult};
@@ -17,6 +17,7 @@ use crate::event::format_time;
 pub fn router() -> Api {
     Api::new("campaigns")
         .get("/rest/v1/campaign_list", "Woodpecker's campaign list; filters status and id.", campaign_list)
+        .query(&["status", "id"])
         .post("/rest/v2/campaigns", "Create a campaign with its mailboxes and ordered steps.", create)
         .get("/rest/v2/campaigns", "List campaigns.", list)
         .get("/rest/v2/campaigns/{id}", "One campaign.", get_one)
@@ -72,7 +73,7 @@ async fn campaign_list(State(st): State<AppState>, Auth(account): Auth, params: 
             })
         })
         .collect();
-    Ok(list_response(items.len() as i64, items))
+    Ok(woodpecker_list_response(items.len() as i64, items))
 }
 
 #[derive(Deserialize)]

@@ -12,11 +12,13 @@ use crate::event::format_time;
 use crate::store::{ClickQuery, VerdictFilter};
 
 pub fn router() -> Api {
-    Api::new("clicks").get(
-        "/rest/v2/clicks",
-        "List clicks, newest first: campaign_id, prospect_id, verdict (human, bot, pending), since; paged.",
-        list,
-    )
+    Api::new("clicks")
+        .get(
+            "/rest/v2/clicks",
+            "List clicks, newest first: campaign_id, prospect_id, verdict (human, bot, pending), since, until; paged.",
+            list,
+        )
+        .query(&["page", "per_page", "campaign_id", "campaign", "prospect_id", "prospect", "verdict", "since", "until"])
 }
 
 async fn list(State(st): State<AppState>, Auth(account): Auth, params: Params) -> ApiResult<Response> {
@@ -32,6 +34,7 @@ async fn list(State(st): State<AppState>, Auth(account): Auth, params: Params) -
         prospect_id: params.int("prospect_id")?.or(params.int("prospect")?),
         verdict,
         since: params.time("since")?,
+        until: params.time("until")?,
         offset,
         limit,
     };

@@ -30,7 +30,12 @@ pub fn router() -> Api {
             "Send every failed batch of the subscription again.",
             replay_failed,
         )
-        .get("/rest/v2/deliveries", "The delivery log with every attempt: subscription_id, status, since; paged.", list)
+        .get(
+            "/rest/v2/deliveries",
+            "The delivery log with every attempt: subscription_id, status, since, until; paged.",
+            list,
+        )
+        .query(&["page", "per_page", "subscription_id", "status", "since", "until"])
         .post("/rest/v2/deliveries/{id}/replay", "Send a batch again, with its original webhook-id.", replay)
 }
 
@@ -114,6 +119,7 @@ async fn list(State(st): State<AppState>, Auth(a): Auth, params: Params) -> ApiR
         subscription_id: params.int("subscription_id")?,
         state,
         since: params.time("since")?,
+        until: params.time("until")?,
         offset,
         limit,
     };

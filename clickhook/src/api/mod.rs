@@ -75,6 +75,8 @@ pub struct Op {
     pub tag: &'static str,
     /// False for the tracked-link, health and metrics endpoints.
     pub authenticated: bool,
+    /// The query parameters it takes; any other is refused with 400.
+    pub query: &'static [&'static str],
 }
 
 /// An axum router that remembers what it routes.
@@ -96,7 +98,13 @@ impl Api {
     {
         let filter = MethodFilter::try_from(method.clone()).expect("a routable method");
         self.router = self.router.route(path, on(filter, h));
-        self.ops.push(Op { method, path, summary, tag: self.tag, authenticated: auth });
+        self.ops.push(Op { method, path, summary, tag: self.tag, authenticated: auth, query: &[] });
+        self
+    }
+
+    /// Declares the query parameters the operation added last takes.
+    pub fn query(mut self, names: &'static [&'static str]) -> Self {
+        self.ops.last_mut().expect("an operation to declare parameters of").query = names;
         self
     }
 
@@ -135,6 +143,11 @@ impl Api {
 
 /// Every route of the service, documented.
 pub fn api() -> Api {
+    tracked_links().merge(service())
+}
+
+/// The tracked links: nothing stands between a click and its handler.
+fn tracked_links() -> Api {
     Api::new("operations")
         .public(
             Method::GET,
@@ -148,6 +161,11 @@ pub fn api() -> Api {
             "HEAD of a tracked link; recorded, and judged a bot's.",
             crate::click::follow,
         )
+}
+
+/// Everything but the tracked links.
+fn service() -> Api {
+    Api::new("operations")
         .public(Method::GET, "/healthz", "Liveness and store reachability.", healthz)
         .public(Method::GET, "/metrics", "Prometheus metrics.", metrics)
         .public(Method::GET, "/openapi.json", "This document.", openapi_json)
@@ -161,8 +179,57 @@ pub fn api() -> Api {
 }
 
 pub fn router(state: AppState) -> Router {
-    let api = api();
-    api.router.fallback(fallback).method_not_allowed_fallback(method_not_allowed).with_state(state)
+    let service = service();
+    let declared: HashMap<(Method, &'static str), &'static [&'static str]> =
+        service.ops.iter().map(|op| ((op.method.clone(), op.path), op.query)).collect();
+    let declared = Arc::new(declared);
+    let service = service.router.route_layer(axum::middleware::from_fn(move |req: Request, next| {
+        only_declared_query(declared.clone(), req, next)
+    }));
+    tracked_links()
+        .router
+        .merge(service)
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+/// Whether a route template (`/rest/v2/campaigns/{id}`) matches a path.
+fn template_matches(template: &str, path: &str) -> bool {
+    let (mut t, mut p) = (template.split('/'), path.split('/'));
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return true,
+            (Some(a), Some(b)) if a == b || (a.starts_with('{') && a.ends_with('}') && !b.is_empty()) => {}
+            _ => return false,
+        }
+    }
+}
+
+/// Refuses query parameters the operation does not take, naming them: a misspelt filter must
+/// not quietly list everything.
+async fn only_declared_query(
+    declared: Arc<HashMap<(Method, &'static str), &'static [&'static str]>>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path();
+    let allowed = declared.iter().find(|((m, t), _)| m == req.method() && template_matches(t, path)).map(|(_, q)| *q);
+    let query = req.uri().query().unwrap_or_default();
+    let unknown: Vec<String> = serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| !allowed.unwrap_or_default().contains(&k.as_str()))
+        .collect();
+    if unknown.is_empty() {
+        return next.run(req).await;
+    }
+    let takes = match allowed.unwrap_or_default() {
+        [] => "this endpoint takes none".to_string(),
+        names => format!("this endpoint takes {}", names.join(", ")),
+    };
+    ApiError::wrong_param(format!("Unknown query parameter {}; {takes}.", unknown.join(", "))).into_response()
 }
 
 async fn fallback() -> ApiError {
@@ -440,8 +507,16 @@ pub fn parse_time(v: &str) -> Option<i64> {
         .ok()
 }
 
-/// A Woodpecker-style list: 200 with `X-Total-Count`, or 204 when there is nothing.
+/// A native (v2) list: 200 with `X-Total-Count`, `[]` when there is nothing.
 pub fn list_response(total: i64, items: Vec<Value>) -> Response {
+    let mut res = axum::Json(Value::Array(items)).into_response();
+    res.headers_mut().insert("x-total-count", HeaderValue::from(total));
+    res
+}
+
+/// A Woodpecker (v1) list, as Woodpecker answers it: 200 with `X-Total-Count`, or 204 when
+/// there is nothing (clients written for Woodpecker expect that).
+pub fn woodpecker_list_response(total: i64, items: Vec<Value>) -> Response {
     let mut res = if items.is_empty() {
         StatusCode::NO_CONTENT.into_response()
     } else {

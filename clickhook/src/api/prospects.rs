@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::auth::Auth;
-use super::{list_response, ok_status, Api, AppState, JsonBody, Params};
+use super::{ok_status, woodpecker_list_response, Api, AppState, JsonBody, Params};
 use crate::domain::prospect::{SearchField, SortKey, Upserted};
 use crate::domain::Prospect;
 use crate::domain::{EmailAddress, Interested, ProspectFields, ProspectInput, ProspectStatus, TEXT_FIELDS};
@@ -26,11 +26,14 @@ pub fn router() -> Api {
             "List prospects: page, per_page, sort, id, status, interested, campaigns_id, search.",
             list,
         )
+        .query(&["page", "per_page", "sort", "id", "status", "interested", "campaigns_id", "search"])
         .delete("/rest/v1/prospects", "Delete prospects by id (comma-separated).", delete)
+        .query(&["id"])
         .post("/rest/v1/add_prospects_list", "Add or update prospects (matched by email).", add_list)
         .post("/rest/v1/add_prospects_campaign", "Add or update prospects and enroll them in a campaign.", add_campaign)
         .post("/rest/v1/stop_followups", "Stop a prospect in every campaign.", stop_followups)
         .post("/rest/v2/prospects/import", "Import prospects from a CSV body; file_name names the file.", import)
+        .query(&["file_name", "campaign_id"])
 }
 
 pub fn prospect_json(p: &Prospect, tz: &str) -> Value {
@@ -94,7 +97,7 @@ async fn list(State(st): State<AppState>, Auth(account): Auth, params: Params) -
         }
     }
     let (total, prospects) = st.store.list_prospects(account.id, q).await?;
-    Ok(list_response(total, prospects.iter().map(|p| prospect_json(p, &account.timezone)).collect()))
+    Ok(woodpecker_list_response(total, prospects.iter().map(|p| prospect_json(p, &account.timezone)).collect()))
 }
 
 /// Woodpecker clients send `update` as a boolean or as the string "true"/"false".

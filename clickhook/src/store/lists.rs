@@ -163,6 +163,9 @@ fn clicks(d: &Dialect, account_id: i64, q: &ClickQuery) -> Where {
     if let Some(s) = q.since {
         w.and("c.at >= ?", Some(Arg::Int(s)));
     }
+    if let Some(u) = q.until {
+        w.and("c.at <= ?", Some(Arg::Int(u)));
+    }
     w
 }
 
@@ -187,6 +190,9 @@ fn deliveries(account_id: i64, q: &DeliveryQuery) -> Where {
     }
     if let Some(t) = q.since {
         w.and("created_at >= ?", Some(Arg::Int(t)));
+    }
+    if let Some(t) = q.until {
+        w.and("created_at <= ?", Some(Arg::Int(t)));
     }
     w
 }

@@ -141,6 +141,7 @@ pub struct ClickQuery {
     pub prospect_id: Option<i64>,
     pub verdict: Option<VerdictFilter>,
     pub since: Option<Millis>,
+    pub until: Option<Millis>,
     pub offset: i64,
     pub limit: i64,
 }
@@ -313,6 +314,7 @@ pub struct DeliveryQuery {
     pub subscription_id: Option<i64>,
     pub state: Option<DeliveryState>,
     pub since: Option<Millis>,
+    pub until: Option<Millis>,
     pub offset: i64,
     pub limit: i64,
 }

@@ -380,3 +380,33 @@ async fn links_are_tracked_as_uris_or_not_at_all() {
         assert_eq!(r.headers()["location"], location);
     }
 }
+
+/// A query parameter an endpoint does not take is refused, named; lists filter by time both
+/// ways and answer `[]` (native lists) when nothing matches.
+#[tokio::test]
+async fn query_parameters_are_declared() {
+    let app = shared();
+    let (_, key) = app.account("UTC").await;
+    for (path, unknown) in [
+        ("/rest/v2/clicks?limit=5", "limit"),
+        ("/rest/v2/deliveries?offset=5&page=1", "offset"),
+        ("/rest/v1/prospects?per_page=5&sort=id&colour=red", "colour"),
+        ("/rest/v2/campaigns?x=1", "x"),
+        ("/healthz?verbose=1", "verbose"),
+    ] {
+        let r = app.get(path, &key).await;
+        assert_envelope(&r, 400, "E_WRONG_PARAM");
+        assert!(r.text.contains(unknown), "{path}: {}", r.text);
+    }
+    let c = app.campaign(&key, 1).await;
+    let email = unique_email("until");
+    app.enroll(&key, c, &email).await;
+    let sent = app.send_html(&key, c, &email, "<a href=\"https://example.com/u\">u</a>").await;
+    let url = sent["links"][0]["tracked_url"].as_str().unwrap();
+    assert_eq!(app.client.get(url).send().await.unwrap().status(), 302);
+    let now = clickhook::domain::now_millis();
+    assert_eq!(app.get(&format!("/rest/v2/clicks?until={}", now + 60_000), &key).await.total(), 1);
+    let before = app.get(&format!("/rest/v2/clicks?until={}", now - 60_000), &key).await;
+    assert_eq!((before.status.as_u16(), before.body.clone(), before.total()), (200, json!([]), 0));
+    assert_eq!(app.get(&format!("/rest/v2/deliveries?until={now}"), &key).await.body, json!([]));
+}
