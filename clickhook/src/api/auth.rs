@@ -87,6 +87,19 @@ pub fn presented_key(headers: &HeaderMap) -> Option<String> {
 /// The account whose key authenticated the request.
 pub struct Auth(pub Account);
 
+/// Where the access log finds the account a request authenticated as (0: none).
+#[derive(Clone, Default)]
+pub struct AuthenticatedAs(pub std::sync::Arc<std::sync::atomic::AtomicI64>);
+
+impl Auth {
+    fn noted(account: Account, parts: &Parts) -> Self {
+        if let Some(slot) = parts.extensions.get::<AuthenticatedAs>() {
+            slot.0.store(account.id, std::sync::atomic::Ordering::Relaxed);
+        }
+        Auth(account)
+    }
+}
+
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
@@ -95,7 +108,7 @@ impl FromRequestParts<AppState> for Auth {
         let hash = hash_key(&key);
         if let Some((account, at)) = st.auth.entries.lock().unwrap().get(&hash) {
             if at.elapsed() < TTL {
-                return Ok(Auth(account.clone()));
+                return Ok(Auth::noted(account.clone(), parts));
             }
         }
         let account = st.store.account_by_key_hash(&hash).await?.ok_or_else(ApiError::session)?;
@@ -104,7 +117,7 @@ impl FromRequestParts<AppState> for Auth {
             entries.clear();
         }
         entries.insert(hash, (account.clone(), Instant::now()));
-        Ok(Auth(account))
+        Ok(Auth::noted(account, parts))
     }
 }
 

@@ -186,12 +186,44 @@ pub fn router(state: AppState) -> Router {
     let service = service.router.route_layer(axum::middleware::from_fn(move |req: Request, next| {
         only_declared_query(declared.clone(), req, next)
     }));
+    let routes: Arc<Vec<(Method, &'static str)>> =
+        Arc::new(api().ops.iter().map(|o| (o.method.clone(), o.path)).collect());
+    let service =
+        service.layer(axum::middleware::from_fn(move |req: Request, next| access_log(routes.clone(), req, next)));
     tracked_links()
         .router
         .merge(service)
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+/// One line per API request: method, route, status, latency and account; never a key, a
+/// token or an address. Tracked links are counted in the metrics instead (`/c/` is not here).
+async fn access_log(
+    routes: Arc<Vec<(Method, &'static str)>>,
+    mut req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let route = routes
+        .iter()
+        .find(|(m, t)| *m == method && template_matches(t, req.uri().path()))
+        .map_or("(no route)", |(_, t)| *t);
+    let account = auth::AuthenticatedAs::default();
+    req.extensions_mut().insert(account.clone());
+    let res = next.run(req).await;
+    tracing::info!(
+        target: "clickhook::access",
+        %method,
+        route,
+        status = res.status().as_u16(),
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        account = account.0.load(std::sync::atomic::Ordering::Relaxed),
+        "request"
+    );
+    res
 }
 
 /// Whether a route template (`/rest/v2/campaigns/{id}`) matches a path.

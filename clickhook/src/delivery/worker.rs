@@ -200,6 +200,15 @@ pub async fn run(store: DynStore, settings: Arc<Settings>, mut shutdown: watch::
                 let r = post(&client, &settings, &c).await;
                 let now = now_millis();
                 let outcome = AttemptOutcome::of(r.status, c.tries, r.retry_after, &settings.retry_schedule, now);
+                if outcome != AttemptOutcome::Delivered {
+                    tracing::warn!(
+                        subscription = c.subscription_id,
+                        delivery = c.id,
+                        status = ?r.status,
+                        error = r.error.as_deref().unwrap_or(""),
+                        "delivery attempt failed"
+                    );
+                }
                 METRICS.delivery_seconds.observe(r.latency.as_secs_f64());
                 match outcome {
                     AttemptOutcome::Delivered => {

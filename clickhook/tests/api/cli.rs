@@ -233,3 +233,47 @@ fn completions_and_log_formats() {
         assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
     }
 }
+
+/// The access log: a line per API request with its route, status and account, never the key;
+/// tracked links are not logged one by one.
+#[tokio::test]
+async fn access_log_lines_name_route_status_and_account_only() {
+    if on_postgres() {
+        return;
+    }
+    let node = crate::crash::Node::new();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let port = node.base.rsplit(':').next().unwrap().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_clickhook"))
+        .arg("--db")
+        .arg(&node.db.0)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--public-url", &node.base])
+        .env("RUST_LOG", "info")
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    while node.client.get(format!("{}/healthz", node.base)).send().await.is_err() {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let links = node.links(1, 1).await;
+    let key = node.key();
+    assert_eq!(node.client.get(&links[0]).send().await.unwrap().status(), 302);
+    let r = node.client.get(format!("{}/rest/v2/campaigns/999", node.base)).header("x-api-key", &key).send().await;
+    assert_eq!(r.unwrap().status(), 404);
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    let access: Vec<&str> = text.lines().filter(|l| l.contains("clickhook::access")).collect();
+    assert!(
+        access.iter().any(|l| l.contains("route=\"/rest/v2/campaigns/{id}\"")
+            && l.contains("status=404")
+            && !l.contains("account=0")),
+        "{access:#?}"
+    );
+    assert!(
+        access.iter().any(|l| l.contains("route=\"/rest/v2/campaigns\"") && l.contains("method=POST")),
+        "{access:#?}"
+    );
+    assert!(!text.contains(&key), "the API key is never logged");
+    assert!(!text.contains("/c/"), "tracked links are counted, not logged: {text}");
+}

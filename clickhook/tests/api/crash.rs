@@ -73,6 +73,11 @@ impl Node {
         panic!("server did not come up");
     }
 
+    /// The API key of the node's account.
+    pub fn key(&self) -> String {
+        self.key.clone()
+    }
+
     /// A call's status, headers and JSON body.
     pub async fn call_full(
         &self,
