@@ -82,8 +82,15 @@ fn lock_for_serving(path: &Path) -> anyhow::Result<std::fs::File> {
         .truncate(false)
         .open(&lock_path)
         .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", lock_path.display()))?;
+    // A server being stopped (`kill %1; clickhook serve`) lets go of the lock once it has
+    // drained: wait a few seconds for that before refusing.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     // SAFETY: flock on a descriptor this function owns; it only reads its arguments.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+    while unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            continue;
+        }
         let mut pid = String::new();
         let _ = file.read_to_string(&mut pid);
         anyhow::bail!(
