@@ -188,7 +188,7 @@ fn spawn_connection(
     tokio::spawn(async move {
         let mut builder = Builder::new(TokioExecutor::new());
         builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
-        let io = TokioIo::new(Activity { inner: stream, last_active });
+        let io = TokioIo::new(Activity::new(stream, last_active));
         let mut conn = pin!(builder.serve_connection_with_upgrades(io, service));
         loop {
             tokio::select! {
@@ -223,15 +223,55 @@ impl Drop for InFlight {
     }
 }
 
-/// A stream that notes when a byte last went either way.
+/// A stream that notes when a byte last went either way, and gives the answers hyper makes
+/// itself (to a URI or headers too long to parse) the API's envelope instead of an empty body.
 struct Activity {
     inner: TcpStream,
     last_active: Arc<AtomicI64>,
+    /// An envelope answer being written in place of hyper's own, and how much of it is out.
+    replacing: Option<(Vec<u8>, usize)>,
 }
 
 impl Activity {
+    fn new(inner: TcpStream, last_active: Arc<AtomicI64>) -> Self {
+        Activity { inner, last_active, replacing: None }
+    }
+
     fn touch(&self) {
         self.last_active.store(now_millis(), Ordering::Relaxed);
+    }
+
+    /// hyper answers a request it cannot parse before any handler sees it; the application
+    /// itself never answers 414 or 431, so such a head is hyper's.
+    fn envelope_for(head: &[u8]) -> Option<Vec<u8>> {
+        let (status, code, msg) = if head.starts_with(b"HTTP/1.1 414 ") {
+            (414, "E_URI_TOO_LONG", "The request's URI is too long.")
+        } else if head.starts_with(b"HTTP/1.1 431 ") {
+            (431, "E_HEADERS_TOO_LARGE", "The request's headers are too large.")
+        } else {
+            return None;
+        };
+        let reason = if status == 414 { "URI Too Long" } else { "Request Header Fields Too Large" };
+        let body = serde_json::json!({"status": {"status": "ERROR", "code": code, "msg": msg}}).to_string();
+        let answer = format!(
+            "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        Some(answer.into_bytes())
+    }
+
+    /// Writes the envelope answer in place of hyper's bytes (`taken` of them), all or pending.
+    fn poll_replace(&mut self, cx: &mut Context<'_>, taken: usize) -> Poll<io::Result<usize>> {
+        let Some((answer, sent)) = &mut self.replacing else { return Poll::Ready(Ok(taken)) };
+        while *sent < answer.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &answer[*sent..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => *sent += n,
+                other => return other,
+            }
+        }
+        self.replacing = None;
+        Poll::Ready(Ok(taken))
     }
 }
 
@@ -248,6 +288,12 @@ impl AsyncRead for Activity {
 
 impl AsyncWrite for Activity {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        if self.replacing.is_none() {
+            self.replacing = Self::envelope_for(data).map(|a| (a, 0));
+        }
+        if self.replacing.is_some() {
+            return self.poll_replace(cx, data.len());
+        }
         let polled = Pin::new(&mut self.inner).poll_write(cx, data);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             self.touch();
@@ -265,6 +311,12 @@ impl AsyncWrite for Activity {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if self.replacing.is_none() {
+            self.replacing = bufs.first().and_then(|b| Self::envelope_for(b)).map(|a| (a, 0));
+        }
+        if self.replacing.is_some() {
+            return self.poll_replace(cx, bufs.iter().map(|b| b.len()).sum());
+        }
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             self.touch();
