@@ -16,6 +16,10 @@ pub struct ServeArgs {
     /// The address to listen on (host:port).
     #[arg(long, env = "CLICKHOOK_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// Serve /metrics and /healthz on this address only (host:port), off the public one that
+    /// tracked links use; without it they are on --listen.
+    #[arg(long, env = "CLICKHOOK_ADMIN_LISTEN")]
+    pub admin_listen: Option<String>,
     /// Base URL of tracked links, as recipients reach this service.
     #[arg(long, env = "CLICKHOOK_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
     pub public_url: String,
@@ -84,6 +88,8 @@ pub struct Settings {
     /// `--db`: an SQLite path or a `postgres://` URL.
     pub db: String,
     pub listen: String,
+    /// Where /metrics and /healthz are served when not on `listen`.
+    pub admin_listen: Option<String>,
     /// Base of tracked links, without a trailing slash; empty means this listener's address.
     pub public_url: String,
     pub max_body_bytes: usize,
@@ -137,6 +143,7 @@ impl Settings {
         Ok(Settings {
             db: db.into(),
             listen: a.listen,
+            admin_listen: a.admin_listen,
             public_url,
             max_body_bytes: a.max_body_bytes,
             max_body_memory: a.max_body_memory,

@@ -23,6 +23,8 @@ use crate::store::DynStore;
 
 pub struct Application {
     listener: TcpListener,
+    /// `--admin-listen`: /metrics and /healthz there, not on `listener`.
+    admin: Option<TcpListener>,
     state: AppState,
 }
 
@@ -33,6 +35,14 @@ impl Application {
         let listener = TcpListener::bind(&settings.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+        let admin = match &settings.admin_listen {
+            Some(at) => Some(
+                TcpListener::bind(at)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on --admin-listen {at}: {e}"))?,
+            ),
+            None => None,
+        };
         if settings.public_url.is_empty() {
             settings.public_url = format!("http://{}", listener.local_addr()?);
         }
@@ -53,11 +63,16 @@ impl Application {
             bodies: Arc::new(tokio::sync::Semaphore::new(settings_body_permits)),
             click,
         });
-        Ok(Application { listener, state })
+        Ok(Application { listener, admin, state })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Where /metrics and /healthz are served, when `--admin-listen` moved them.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
@@ -79,7 +94,24 @@ impl Application {
             max_connections: st.settings.max_connections.min(http::raise_open_files_limit()),
         };
         tracing::info!(addr = %self.local_addr(), store = st.store.backend(), "clickhook serving");
-        let served = http::serve(self.listener, api::router(st.clone()), limits, shutdown).await;
+        // One shutdown for both listeners.
+        let (down_tx, down_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = down_tx.send(true);
+        });
+        let down = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|d| *d).await;
+        };
+        let admin = self.admin.map(|l| {
+            tracing::info!(addr = ?l.local_addr().ok(), "operators' routes served here");
+            tokio::spawn(http::serve(l, api::admin_router(st.clone()), limits, down(down_rx.clone())))
+        });
+        let with_admin = admin.is_none();
+        let served = http::serve(self.listener, api::router(st.clone(), with_admin), limits, down(down_rx)).await;
+        if let Some(a) = admin {
+            let _ = a.await;
+        }
         let _ = stop_tx.send(true);
         for w in workers {
             let _ = w.await;

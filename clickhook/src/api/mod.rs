@@ -143,7 +143,17 @@ impl Api {
 
 /// Every route of the service, documented.
 pub fn api() -> Api {
-    tracked_links().merge(service())
+    tracked_links().merge(admin()).merge(service())
+}
+
+/// What operators watch: on the public address, or on `--admin-listen` alone.
+fn admin() -> Api {
+    Api::new("operations").public(Method::GET, "/healthz", "Liveness and store reachability.", healthz).public(
+        Method::GET,
+        "/metrics",
+        "Prometheus metrics.",
+        metrics,
+    )
 }
 
 /// The tracked links: nothing stands between a click and its handler.
@@ -166,8 +176,6 @@ fn tracked_links() -> Api {
 /// Everything but the tracked links.
 fn service() -> Api {
     Api::new("operations")
-        .public(Method::GET, "/healthz", "Liveness and store reachability.", healthz)
-        .public(Method::GET, "/metrics", "Prometheus metrics.", metrics)
         .public(Method::GET, "/openapi.json", "This document.", openapi_json)
         .merge(prospects::router())
         .merge(campaigns::router())
@@ -178,8 +186,10 @@ fn service() -> Api {
         .merge(deliveries::router())
 }
 
-pub fn router(state: AppState) -> Router {
-    let service = service();
+/// The public router: tracked links, the API, and unless `--admin-listen` moves them, the
+/// operators' routes.
+pub fn router(state: AppState, with_admin: bool) -> Router {
+    let service = if with_admin { admin().merge(service()) } else { service() };
     let declared: HashMap<(Method, &'static str), &'static [&'static str]> =
         service.ops.iter().map(|op| ((op.method.clone(), op.path), op.query)).collect();
     let declared = Arc::new(declared);
@@ -236,6 +246,11 @@ fn template_matches(template: &str, path: &str) -> bool {
             _ => return false,
         }
     }
+}
+
+/// The operators' routes alone, for `--admin-listen`.
+pub fn admin_router(state: AppState) -> Router {
+    admin().router.fallback(fallback).method_not_allowed_fallback(method_not_allowed).with_state(state)
 }
 
 /// Refuses query parameters the operation does not take, naming them: a misspelt filter must

@@ -277,3 +277,25 @@ async fn access_log_lines_name_route_status_and_account_only() {
     assert!(!text.contains(&key), "the API key is never logged");
     assert!(!text.contains("/c/"), "tracked links are counted, not logged: {text}");
 }
+
+/// `--admin-listen` moves /metrics and /healthz off the address tracked links use.
+#[tokio::test]
+async fn admin_routes_move_to_their_own_address() {
+    if on_postgres() {
+        return;
+    }
+    let node = crate::crash::Node::new();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let _server = node.start_watching(&["--admin-listen", &admin], &format!("http://{admin}/healthz")).await;
+    let status = |url: String| {
+        let client = node.client.clone();
+        async move { client.get(url).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status(format!("http://{admin}/healthz")).await, 200);
+    assert_eq!(status(format!("http://{admin}/metrics")).await, 200);
+    assert_eq!(status(format!("{}/metrics", node.base)).await, 404, "not on the public address");
+    assert_eq!(status(format!("{}/healthz", node.base)).await, 404, "not on the public address");
+    assert_eq!(status(format!("http://{admin}/rest/v2/campaigns")).await, 404, "the API stays public");
+    let links = node.links(1, 1).await;
+    assert_eq!(status(links[0].clone()).await, 302, "tracked links stay public");
+}

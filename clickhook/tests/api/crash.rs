@@ -52,6 +52,11 @@ impl Node {
 
     /// Starts the server and waits until it answers.
     pub async fn start(&self, extra: &[&str]) -> Server {
+        self.start_watching(extra, &format!("{}/healthz", self.base)).await
+    }
+
+    /// Starts the server and waits until `health` answers 200.
+    pub async fn start_watching(&self, extra: &[&str], health: &str) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_clickhook"))
             .arg("--db")
             .arg(&self.db.0)
@@ -63,7 +68,7 @@ impl Node {
             .spawn()
             .unwrap();
         for _ in 0..300 {
-            if self.client.get(format!("{}/healthz", self.base)).send().await.is_ok_and(|r| r.status() == 200) {
+            if self.client.get(health).send().await.is_ok_and(|r| r.status() == 200) {
                 return Server(child);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
