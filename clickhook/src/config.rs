@@ -20,9 +20,10 @@ pub struct ServeArgs {
     /// tracked links use; without it they are on --listen.
     #[arg(long, env = "CLICKHOOK_ADMIN_LISTEN")]
     pub admin_listen: Option<String>,
-    /// Base URL of tracked links, as recipients reach this service.
-    #[arg(long, env = "CLICKHOOK_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
-    pub public_url: String,
+    /// Base URL of tracked links, as recipients reach this service (default: http:// and the
+    /// --listen address, 127.0.0.1 for an address listening on all interfaces).
+    #[arg(long, env = "CLICKHOOK_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Largest request body accepted; larger ones get 413.
     #[arg(long, env = "CLICKHOOK_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -130,7 +131,8 @@ impl Settings {
 
     /// Settings from parsed flags; reads the scanner list a flag names.
     pub fn from_args(db: impl Into<String>, a: ServeArgs) -> anyhow::Result<Self> {
-        let public_url = a.public_url.trim_end_matches('/').to_string();
+        let public_url = a.public_url.unwrap_or_else(|| default_public_url(&a.listen));
+        let public_url = public_url.trim_end_matches('/').to_string();
         url::Url::parse(&public_url).map_err(|e| anyhow::anyhow!("--public-url is not a URL: {e}"))?;
         let scanners = match &a.scanner_list {
             Some(path) => {
@@ -164,6 +166,17 @@ impl Settings {
     }
 }
 
+/// Where tracked links point when `--public-url` is not given: the listener, reached locally
+/// when it listens on every interface.
+fn default_public_url(listen: &str) -> String {
+    let local = match listen.rsplit_once(':') {
+        Some(("0.0.0.0", port)) => format!("127.0.0.1:{port}"),
+        Some(("[::]", port)) => format!("[::1]:{port}"),
+        _ => listen.to_string(),
+    };
+    format!("http://{local}")
+}
+
 /// Parses `5s,5m,30m,2h` (units ms, s, m, h, d).
 pub fn parse_schedule(s: &str) -> Result<Schedule, String> {
     s.split(',').map(|p| parse_duration(p.trim())).collect::<Result<_, _>>().map(Schedule)
@@ -193,6 +206,13 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_schedule("5x").is_err());
         assert!(parse_schedule("").is_err());
+    }
+
+    #[test]
+    fn the_public_url_follows_the_listener() {
+        assert_eq!(default_public_url("127.0.0.1:9090"), "http://127.0.0.1:9090");
+        assert_eq!(default_public_url("0.0.0.0:80"), "http://127.0.0.1:80");
+        assert_eq!(default_public_url("[::]:8080"), "http://[::1]:8080");
     }
 
     #[test]
