@@ -190,16 +190,10 @@ fn service() -> Api {
 /// operators' routes.
 pub fn router(state: AppState, with_admin: bool) -> Router {
     let service = if with_admin { admin().merge(service()) } else { service() };
-    let declared: HashMap<(Method, &'static str), &'static [&'static str]> =
-        service.ops.iter().map(|op| ((op.method.clone(), op.path), op.query)).collect();
-    let declared = Arc::new(declared);
-    let service = service.router.route_layer(axum::middleware::from_fn(move |req: Request, next| {
-        only_declared_query(declared.clone(), req, next)
-    }));
-    let routes: Arc<Vec<(Method, &'static str)>> =
-        Arc::new(api().ops.iter().map(|o| (o.method.clone(), o.path)).collect());
-    let service =
-        service.layer(axum::middleware::from_fn(move |req: Request, next| access_log(routes.clone(), req, next)));
+    let ops: Arc<Vec<Op>> = Arc::new(service.ops.clone());
+    let service = service
+        .router
+        .layer(axum::middleware::from_fn(move |req: Request, next| per_operation(ops.clone(), req, next)));
     tracked_links()
         .router
         .merge(service)
@@ -208,32 +202,48 @@ pub fn router(state: AppState, with_admin: bool) -> Router {
         .with_state(state)
 }
 
-/// One line per API request: method, route, status, latency and account; never a key, a
-/// token or an address. Tracked links are counted in the metrics instead (`/c/` is not here).
-async fn access_log(
-    routes: Arc<Vec<(Method, &'static str)>>,
-    mut req: Request,
-    next: axum::middleware::Next,
-) -> Response {
+/// Around every API request, once its operation is found: query parameters it does not take
+/// are refused by name (a misspelt filter must not quietly list everything), and one access-log
+/// line is written: method, route, status, latency and account; never a key, a token or an
+/// address. Tracked links are counted in the metrics instead (`/c/` is not here).
+async fn per_operation(ops: Arc<Vec<Op>>, mut req: Request, next: axum::middleware::Next) -> Response {
     let started = std::time::Instant::now();
     let method = req.method().clone();
-    let route = routes
-        .iter()
-        .find(|(m, t)| *m == method && template_matches(t, req.uri().path()))
-        .map_or("(no route)", |(_, t)| *t);
+    let op = ops.iter().find(|op| op.method == method && template_matches(op.path, req.uri().path()));
     let account = auth::AuthenticatedAs::default();
     req.extensions_mut().insert(account.clone());
-    let res = next.run(req).await;
+    let res = match op.map(|op| undeclared_query(op, req.uri().query().unwrap_or_default())) {
+        Some(Some(refused)) => refused.into_response(),
+        _ => next.run(req).await,
+    };
     tracing::info!(
         target: "clickhook::access",
         %method,
-        route,
+        route = op.map_or("(no route)", |op| op.path),
         status = res.status().as_u16(),
         ms = started.elapsed().as_secs_f64() * 1000.0,
         account = account.0.load(std::sync::atomic::Ordering::Relaxed),
         "request"
     );
     res
+}
+
+/// The error for the query parameters `op` does not take, if any.
+fn undeclared_query(op: &Op, query: &str) -> Option<ApiError> {
+    let unknown: Vec<String> = serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| !op.query.contains(&k.as_str()))
+        .collect();
+    if unknown.is_empty() {
+        return None;
+    }
+    let takes = match op.query {
+        [] => "this endpoint takes none".to_string(),
+        names => format!("this endpoint takes {}", names.join(", ")),
+    };
+    Some(ApiError::wrong_param(format!("Unknown query parameter {}; {takes}.", unknown.join(", "))))
 }
 
 /// Whether a route template (`/rest/v2/campaigns/{id}`) matches a path.
@@ -251,32 +261,6 @@ fn template_matches(template: &str, path: &str) -> bool {
 /// The operators' routes alone, for `--admin-listen`.
 pub fn admin_router(state: AppState) -> Router {
     admin().router.fallback(fallback).method_not_allowed_fallback(method_not_allowed).with_state(state)
-}
-
-/// Refuses query parameters the operation does not take, naming them: a misspelt filter must
-/// not quietly list everything.
-async fn only_declared_query(
-    declared: Arc<HashMap<(Method, &'static str), &'static [&'static str]>>,
-    req: Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let path = req.uri().path();
-    let allowed = declared.iter().find(|((m, t), _)| m == req.method() && template_matches(t, path)).map(|(_, q)| *q);
-    let query = req.uri().query().unwrap_or_default();
-    let unknown: Vec<String> = serde_urlencoded::from_str::<Vec<(String, String)>>(query)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, _)| k)
-        .filter(|k| !allowed.unwrap_or_default().contains(&k.as_str()))
-        .collect();
-    if unknown.is_empty() {
-        return next.run(req).await;
-    }
-    let takes = match allowed.unwrap_or_default() {
-        [] => "this endpoint takes none".to_string(),
-        names => format!("this endpoint takes {}", names.join(", ")),
-    };
-    ApiError::wrong_param(format!("Unknown query parameter {}; {takes}.", unknown.join(", "))).into_response()
 }
 
 async fn fallback() -> ApiError {

@@ -30,11 +30,7 @@ impl std::str::FromStr for Durability {
 /// Opens the store named by `--db`: a `postgres://` URL or an SQLite file path.
 /// Runs pending migrations; refuses a database whose schema is newer than this binary.
 pub async fn open(db: &str) -> anyhow::Result<DynStore> {
-    open_with(db, Durability::default()).await
-}
-
-pub async fn open_with(db: &str, durability: Durability) -> anyhow::Result<DynStore> {
-    open_as(db, durability, false).await
+    open_as(db, Durability::default(), false).await
 }
 
 /// Opens the store for `serve`. An SQLite file is served by one process at a time: a second
