@@ -101,7 +101,7 @@ fn a_million_rows_import_in_bounded_memory() {
 #[tokio::test]
 async fn receive_prints_and_verifies_what_it_gets() {
     use std::io::{BufRead, BufReader};
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::helpers::free_port();
     let secret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
     let mut child = Command::new(env!("CARGO_BIN_EXE_clickhook"))
         .args(["receive", "--listen", &format!("127.0.0.1:{port}"), "--secret", secret, "--status", "202"])
@@ -285,7 +285,7 @@ async fn admin_routes_move_to_their_own_address() {
         return;
     }
     let node = crate::crash::Node::new();
-    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let admin = format!("127.0.0.1:{}", crate::helpers::free_port());
     let _server = node.start_watching(&["--admin-listen", &admin], &format!("http://{admin}/healthz")).await;
     let status = |url: String| {
         let client = node.client.clone();

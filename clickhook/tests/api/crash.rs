@@ -34,13 +34,13 @@ impl Node {
             .output()
             .unwrap();
         let key = serde_json::from_slice::<Value>(&out.stdout).unwrap()["api_key"].as_str().unwrap().to_string();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = crate::helpers::free_port();
         Node { db, port, base: format!("http://127.0.0.1:{port}"), key, client: crate::helpers::client(), _dir: dir }
     }
 
     /// A node on `db` (which may be empty), with no account of its own.
     pub fn bare(db: &Db) -> Node {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = crate::helpers::free_port();
         let (base, client, dir) = (format!("http://127.0.0.1:{port}"), crate::helpers::client(), tempfile::tempdir());
         Node { db: Db(db.0.clone()), port, base, key: String::new(), client, _dir: dir.unwrap() }
     }
@@ -68,6 +68,10 @@ impl Node {
             .spawn()
             .unwrap();
         for _ in 0..300 {
+            // Checked first: a server that could not start must not pass for one that did.
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("server exited at start: {status}");
+            }
             if self.client.get(health).send().await.is_ok_and(|r| r.status() == 200) {
                 return Server(child);
             }

@@ -79,7 +79,7 @@ async fn a_hanging_receiver_times_out_and_is_retried() {
 #[tokio::test]
 async fn a_receiver_that_is_down_for_a_while_gets_everything_when_back() {
     let app = spawn_app(fast);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::helpers::free_port();
     let url = format!("http://127.0.0.1:{port}/hook");
     let h = app.hooked(&url, 3).await;
     for l in &h.links {

@@ -42,6 +42,31 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// A port for a server that a test starts as a process of its own and must know beforehand.
+///
+/// Not `bind(0)` and drop: the kernel hands that same port to the next `bind(0)` or outgoing
+/// connection in the meantime, and a test then talks to another test's server (a CI run saw a
+/// node answer 404 for its sibling's links that way). These come from below the ephemeral range,
+/// each once per test binary, skipping any that something else holds.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    // Two test binaries at once (SQLite and PostgreSQL suites by hand) start apart.
+    let start = 10_000 + (std::process::id() % 8) as u16 * 2_000;
+    let _ = NEXT.compare_exchange(0, start, Ordering::AcqRel, Ordering::Acquire);
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::AcqRel);
+        assert!(port < low, "ran out of ports below the ephemeral range ({low})");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// Which store the suite runs on: `CLICKHOOK_TEST_STORE=postgres` selects PostgreSQL at
 /// `CLICKHOOK_TEST_PG_URL` (default postgres://root@127.0.0.1:5432/test); each server gets a
 /// schema of its own, so runs and parallel tests never see each other's data.

@@ -74,7 +74,7 @@ impl TempPostgres {
             c.args(["-A", "trust", "-U", "root", "--no-sync", "-D"]).arg(&data);
             c
         });
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = crate::helpers::free_port();
         let pg = TempPostgres { bin, data, port, _dir: dir };
         pg.start();
         pg
