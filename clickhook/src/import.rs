@@ -3,13 +3,16 @@
 //! Streams: rows are read and validated a chunk at a time and written a chunk per
 //! transaction, so a million-row file never sits in memory. Each rejected row is reported
 //! with its line number and why; the others are imported (matched by email: update, else
-//! create) with `imported` set to the file's name.
+//! create) with `imported` set to the file's name. An import lands whole or not at all: the
+//! chunks journal what they change, and an import that fails is undone (`domain::import`).
 
 use std::collections::HashSet;
 use std::io::Read;
 
 use serde::Serialize;
 
+use crate::domain::import::{abandoned_before, ImportState};
+use crate::domain::now_millis;
 use crate::domain::prospect::Upserted;
 use crate::domain::{EmailAddress, ProspectFields, ProspectInput};
 use crate::error::ApiError;
@@ -127,6 +130,64 @@ pub async fn import_csv(
     if let Some(c) = campaign_id {
         store.campaign(account_id, c).await?;
     }
+    let import = store.begin_import(account_id, campaign_id).await?;
+    let outcome = import_rows(store, account_id, campaign_id, file_name, reader, cols, import, &mut progress).await;
+    let ended = store.end_import(import, if outcome.is_ok() { ImportState::Kept } else { ImportState::Undoing }).await;
+    let outcome = match (outcome, ended) {
+        (Ok(report), Ok(())) => Ok(report),
+        (Ok(_), Err(e)) => {
+            // Its rows were all written, but not kept: it goes the way of a failed import.
+            let _ = store.end_import(import, ImportState::Undoing).await;
+            Err(e.into())
+        }
+        (Err(e), _) => Err(e),
+    };
+    if let Err(e) = tidy(store, import).await {
+        tracing::warn!(import, "import not tidied away yet, the server will: {e}");
+    }
+    outcome
+}
+
+/// Tidies an ended import away (see [`crate::domain::import`]).
+pub async fn tidy(store: &DynStore, import: i64) -> Result<(), StoreError> {
+    while !store.tidy_import(import).await? {}
+    Ok(())
+}
+
+/// Tidies away every ended import, and undoes those abandoned (the process that ran them died).
+pub async fn tidy_ended(store: &DynStore) -> Result<(), StoreError> {
+    for import in store.ended_imports(abandoned_before(now_millis())).await? {
+        tidy(store, import).await?;
+        tracing::info!(import, "ended import tidied away");
+    }
+    Ok(())
+}
+
+/// Tidies ended imports at start and every minute, until `stop`.
+pub async fn janitor(store: DynStore, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = tidy_ended(&store).await {
+            tracing::warn!("ended imports not tidied: {e}");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// The rows of an import, a chunk per transaction, each journalled under `import`.
+#[allow(clippy::too_many_arguments)]
+async fn import_rows(
+    store: &DynStore,
+    account_id: i64,
+    campaign_id: Option<i64>,
+    file_name: &str,
+    mut reader: csv::Reader<impl Read>,
+    cols: Vec<String>,
+    import: i64,
+    progress: &mut impl FnMut(u64),
+) -> Result<ImportReport, ImportError> {
     let mut report = ImportReport::default();
     let mut rows = 0u64;
     let mut record = csv::ByteRecord::new();
@@ -170,8 +231,8 @@ pub async fn import_csv(
             }
         }
         if !chunk.is_empty() {
-            let req =
-                UpsertProspects { prospects: chunk, update: true, imported: Some(file_name.to_string()), campaign_id };
+            let imported = Some(file_name.to_string());
+            let req = UpsertProspects { prospects: chunk, update: true, imported, campaign_id, import: Some(import) };
             for outcome in store.upsert_prospects(account_id, req).await? {
                 match outcome {
                     Upserted::Created(_) => report.created += 1,

@@ -196,7 +196,7 @@ async fn add(
     }
     let outcomes = st
         .store
-        .upsert_prospects(account_id, UpsertProspects { prospects: valid, update, imported, campaign_id })
+        .upsert_prospects(account_id, UpsertProspects { prospects: valid, update, imported, campaign_id, import: None })
         .await?;
     let mut outcomes = outcomes.into_iter();
     let report: Vec<Value> = parsed

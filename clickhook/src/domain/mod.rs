@@ -10,6 +10,7 @@ pub mod account;
 pub mod campaign;
 pub mod click;
 pub mod delivery;
+pub mod import;
 pub mod prospect;
 
 pub use account::{parse_timezone, Account, AccountPatch, ClickFilter, NewAccount};
@@ -68,10 +69,10 @@ impl ParseError {
 /// Declares a closed set of wire names with `parse`/`as_str`, serialized as the wire name.
 /// `upper` names parse in any case; the others must match exactly.
 macro_rules! wire_enum {
-    ($(#[$m:meta])* $name:ident, $what:literal { $($variant:ident = $wire:literal $(| $alias:literal)*),+ $(,)? }) => {
+    ($(#[$m:meta])* $name:ident, $what:literal { $($(#[$vm:meta])* $variant:ident = $wire:literal $(| $alias:literal)*),+ $(,)? }) => {
         $(#[$m])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name { $($variant),+ }
+        pub enum $name { $($(#[$vm])* $variant),+ }
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
             pub fn as_str(self) -> &'static str {

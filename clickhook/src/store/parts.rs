@@ -11,6 +11,7 @@ use super::error::StoreResult;
 use super::records::*;
 use super::schedule::Scheduling;
 use crate::domain::delivery::Subscribed;
+use crate::domain::import::ImportState;
 use crate::domain::prospect::Upserted;
 use crate::domain::{
     Account, AccountPatch, Campaign, CampaignPatch, EmailAddress, Enrollment, EnrollmentKey, EnrollmentPatch, Millis,
@@ -43,6 +44,19 @@ pub trait ProspectStore: Send + Sync {
     async fn delete_prospects(&self, account_id: i64, ids: Vec<i64>) -> StoreResult<i64>;
     /// Stops the prospect in every campaign; returns false when the email is unknown.
     async fn stop_followups(&self, account_id: i64, email: &EmailAddress) -> StoreResult<bool>;
+    /// Starts an import (`domain::import`): its chunks journal what they change.
+    async fn begin_import(&self, account_id: i64, campaign_id: Option<i64>) -> StoreResult<i64>;
+    /// Ends a running import, to be kept or undone; a conflict when it no longer runs (it was
+    /// abandoned, and is being undone).
+    async fn end_import(&self, id: i64, to: ImportState) -> StoreResult<()>;
+    /// One step of tidying an ended import away ([`TIDY_STEP`] journal entries, undone first
+    /// if it is undoing); true once nothing of the import is left to tidy.
+    ///
+    /// [`TIDY_STEP`]: crate::domain::import::TIDY_STEP
+    async fn tidy_import(&self, id: i64) -> StoreResult<bool>;
+    /// Marks the running imports untouched since `abandoned_before` as undoing, and returns
+    /// every ended import that is still to be tidied.
+    async fn ended_imports(&self, abandoned_before: Millis) -> StoreResult<Vec<i64>>;
 }
 
 /// Campaigns, enrollments, sent emails and their links.

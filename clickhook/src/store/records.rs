@@ -36,6 +36,9 @@ pub struct UpsertProspects {
     pub imported: Option<String>,
     /// Enroll every prospect in this campaign too.
     pub campaign_id: Option<i64>,
+    /// The running import (`ProspectStore::begin_import`) this chunk belongs to: what it
+    /// changes is journalled, to be kept or undone with the import.
+    pub import: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default)]

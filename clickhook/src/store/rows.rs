@@ -4,7 +4,7 @@
 //! and the `*_COLS` lists are the select lists they expect, in order. A stored value that does
 //! not parse (an unknown verdict, unreadable JSON) is an error, never a silent default.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::de::DeserializeOwned;
 
@@ -13,8 +13,9 @@ use super::records::*;
 use crate::domain::campaign::{Campaign, CampaignStatus, Enrollment, EnrollmentKey, StepType};
 use crate::domain::click::Verdict;
 use crate::domain::delivery::{DeliveryState, Subscription, SubscriptionHealth, SubscriptionStatus};
+use crate::domain::import::{ImportState, UndoEntry, UndoKind};
 use crate::domain::prospect::{Interested, Prospect, ProspectStatus, TEXT_FIELDS};
-use crate::domain::{Account, ClickFilter, ParseError};
+use crate::domain::{Account, ClickFilter, Millis, ParseError};
 
 /// A column's value as a dialect reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,6 +165,39 @@ pub fn prospect_values(p: &Prospect) -> StoreResult<[String; 19]> {
         p.interested.map(Interested::as_str).unwrap_or_default().to_string(),
         p.imported.clone(),
     ])
+}
+
+/// A prospect's stored values as an import's journal keeps them: `updated_at`, then the
+/// values of [`prospect_write_cols`].
+pub fn prospect_before(p: &Prospect) -> StoreResult<String> {
+    to_json(&(p.updated_at, prospect_values(p)?))
+}
+
+/// What [`prospect_before`] kept.
+pub fn prospect_restore(before: &str) -> StoreResult<(Millis, [String; 19])> {
+    serde_json::from_str(before).map_err(|e| StoreError::corrupt("import journal entry", e))
+}
+
+/// Each overwritten prospect of an upsert with its values before: `existing` is what the
+/// upsert read, `changed` what it writes.
+pub fn befores(existing: &[Prospect], changed: &[Prospect]) -> StoreResult<Vec<(i64, String)>> {
+    let before: HashMap<i64, &Prospect> = existing.iter().map(|p| (p.id, p)).collect();
+    changed.iter().filter_map(|p| before.get(&p.id).map(|b| Ok((p.id, prospect_before(b)?)))).collect()
+}
+
+pub const UNDO_COLS: &str = "id, first_id, last_id, kind, before";
+
+/// A journal entry with its place in the journal.
+pub fn undo_entry(r: &dyn Columns) -> StoreResult<(i64, UndoEntry)> {
+    let kind = parsed(r, 3, "undo kind", UndoKind::parse)?;
+    Ok((r.int(0)?, UndoEntry { first: r.int(1)?, last: r.int(2)?, kind, before: r.opt_text(4)? }))
+}
+
+pub const IMPORT_COLS: &str = "account_id, campaign_id, state";
+
+/// An import's account, campaign and state.
+pub fn import(r: &dyn Columns) -> StoreResult<(i64, Option<i64>, ImportState)> {
+    Ok((r.int(0)?, r.opt_int(1)?, parsed(r, 2, "import state", ImportState::parse)?))
 }
 
 pub fn prospect(r: &dyn Columns) -> StoreResult<Prospect> {

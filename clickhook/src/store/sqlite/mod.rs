@@ -34,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0002_delivery.sql"),
     include_str!("../../../migrations/sqlite/0003_settle_frontier.sql"),
     include_str!("../../../migrations/sqlite/0004_deletions.sql"),
+    include_str!("../../../migrations/sqlite/0005_imports.sql"),
 ];
 
 pub struct SqliteStore {

@@ -15,11 +15,19 @@ pub(super) fn db_err(e: rusqlite::Error) -> StoreError {
         Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked) => {
             StoreError::Unavailable(e.to_string())
         }
-        Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict(e.to_string()),
+        // A taken key is the caller's conflict; any other broken constraint (a check, a
+        // trigger) is ours, as on PostgreSQL.
+        Some(rusqlite::ErrorCode::ConstraintViolation) if taken_key(&e) => StoreError::Conflict(e.to_string()),
         Some(rusqlite::ErrorCode::DiskFull) => StoreError::CannotWrite("the disk is full".into()),
         Some(rusqlite::ErrorCode::SystemIoFailure) => StoreError::CannotWrite(e.to_string()),
         _ => StoreError::Other(e.to_string()),
     }
+}
+
+fn taken_key(e: &rusqlite::Error) -> bool {
+    use rusqlite::ffi::{SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_UNIQUE};
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == SQLITE_CONSTRAINT_UNIQUE || f.extended_code == SQLITE_CONSTRAINT_PRIMARYKEY)
 }
 
 impl Columns for Row<'_> {
