@@ -103,7 +103,7 @@ LAT=()
 for i in $(seq 1 15); do
   BEFORE=$(stat events)
   T0=$(python3 -c 'import time; print(int(time.time()*1000))')
-  curl -s -o /dev/null -A "Mozilla/5.0 Safari" "$BASE$(sed -n "${i}p" "$WORK/paths-b.txt")"
+  curl -s -o /dev/null -A "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15" "$BASE$(sed -n "${i}p" "$WORK/paths-b.txt")"
   for _ in $(seq 1 400); do [ "$(stat events)" -gt "$BEFORE" ] && break; sleep 0.005; done
   LAT+=($(( $(stat last_ms) - T0 )))
   sleep 0.3

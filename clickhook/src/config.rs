@@ -75,7 +75,8 @@ pub struct ServeArgs {
     /// of the machine and clicks slow down, so the outbox stays bounded.
     #[arg(long, env = "CLICKHOOK_MAX_SETTLE_LAG", default_value = "60s", value_parser = parse_duration)]
     pub max_settle_lag: Duration,
-    /// A scanner list to use instead of the built-in one (format: data/scanners.txt).
+    /// A file of scanner entries to use instead of the built-in data/scanners.txt (same format);
+    /// isbot's patterns apply either way.
     #[arg(long, env = "CLICKHOOK_SCANNER_LIST")]
     pub scanner_list: Option<PathBuf>,
 }

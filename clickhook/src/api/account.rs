@@ -94,15 +94,7 @@ fn merge_filter(current: &ClickFilter, given: Map<String, Value>) -> ApiResult<C
     merged.extend(given);
     let f: ClickFilter = serde_json::from_value(Value::Object(merged))
         .map_err(|e| ApiError::wrong_param(format!("click_filter: {e}.")))?;
-    if f.burst_seconds > ClickFilter::MAX_BURST_SECONDS {
-        return Err(ApiError::wrong_param(format!(
-            "click_filter: burst_seconds is at most {}.",
-            ClickFilter::MAX_BURST_SECONDS
-        )));
-    }
-    if f.min_seconds_after_send > 86_400 {
-        return Err(ApiError::wrong_param("click_filter: min_seconds_after_send is at most 86400."));
-    }
+    f.check().map_err(|e| ApiError::wrong_param(format!("click_filter: {}", e.msg)))?;
     Ok(f)
 }
 

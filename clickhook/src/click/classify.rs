@@ -4,85 +4,10 @@
 //! settler can judge in batches and tests can judge without a server. Any one signal makes
 //! a click a bot's; every signal that fired is kept as a reason.
 
-use std::net::IpAddr;
-
 use super::recent::{Around, BURST, HONEYPOT_NEARBY};
+pub use super::scanners::ScannerLists;
 use crate::domain::Verdict;
 use crate::store::PendingClick;
-
-/// Lists of scanner user agents and networks (`data/scanners.txt`).
-#[derive(Debug, Clone, Default)]
-pub struct ScannerLists {
-    /// The `ua:` entries in one automaton: a user agent is read once, not once per entry.
-    user_agent_matcher: Option<aho_corasick::AhoCorasick>,
-    networks: Vec<(IpAddr, u8)>,
-}
-
-pub const BUILT_IN: &str = include_str!("../../data/scanners.txt");
-
-impl ScannerLists {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let mut lists = ScannerLists::default();
-        let mut user_agents = Vec::new();
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let bad = |why: &str| format!("line {}: {why}: {line:?}", n + 1);
-            if let Some(ua) = line.strip_prefix("ua:") {
-                user_agents.push(ua.trim().to_string());
-            } else if let Some(net) = line.strip_prefix("net:") {
-                let (ip, len) = net.trim().split_once('/').ok_or_else(|| bad("network without /length"))?;
-                let ip: IpAddr = ip.parse().map_err(|_| bad("bad address"))?;
-                let len: u8 = len.parse().map_err(|_| bad("bad prefix length"))?;
-                if len > if ip.is_ipv4() { 32 } else { 128 } {
-                    return Err(bad("prefix length too long"));
-                }
-                lists.networks.push((ip, len));
-            } else {
-                return Err(bad("expected `ua:` or `net:`"));
-            }
-        }
-        lists.user_agent_matcher = Some(
-            aho_corasick::AhoCorasick::builder()
-                .ascii_case_insensitive(true)
-                .build(&user_agents)
-                .map_err(|e| format!("user agent list: {e}"))?,
-        );
-        Ok(lists)
-    }
-
-    pub fn built_in() -> Self {
-        Self::parse(BUILT_IN).expect("the built-in scanner list parses")
-    }
-
-    /// Whether the user agent contains an entry of the list, ignoring ASCII case.
-    pub fn user_agent_matches(&self, ua: &str) -> bool {
-        self.user_agent_matcher.as_ref().is_some_and(|m| m.is_match(ua))
-    }
-
-    pub fn network_matches(&self, ip: &str) -> bool {
-        let Ok(ip) = ip.parse::<IpAddr>() else {
-            return false;
-        };
-        self.networks.iter().any(|(net, len)| in_network(ip, *net, *len))
-    }
-}
-
-fn in_network(ip: IpAddr, net: IpAddr, len: u8) -> bool {
-    match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
-            u32::from(a) & mask == u32::from(n) & mask
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
-            u128::from(a) & mask == u128::from(n) & mask
-        }
-        _ => false,
-    }
-}
 
 /// The verdict and the reasons that decided it. `around` is what the judged clicks on the
 /// same email within the burst window show.
@@ -105,14 +30,21 @@ pub fn classify(c: &PendingClick, around: Around, lists: &ScannerLists) -> (Verd
     if !c.honeypot && around.honeypot {
         reasons.push(HONEYPOT_NEARBY.to_string());
     }
-    if f.known_scanners {
+    let ip = c.ip.as_deref().unwrap_or_default();
+    if let Some(entry) = f.distrusted_user_agent(&c.user_agent) {
+        reasons.push(format!("account_user_agent:{entry}"));
+    }
+    if let Some(entry) = f.distrusted_network(ip) {
+        reasons.push(format!("account_network:{entry}"));
+    }
+    if f.known_scanners && !f.trusts(&c.user_agent, ip) {
         if c.user_agent.trim().is_empty() {
             reasons.push("empty_user_agent".to_string());
-        } else if lists.user_agent_matches(&c.user_agent) {
-            reasons.push("scanner_user_agent".to_string());
+        } else if let Some(entry) = lists.user_agent_entry(&c.user_agent) {
+            reasons.push(format!("scanner_user_agent:{entry}"));
         }
-        if c.ip.as_deref().is_some_and(|ip| lists.network_matches(ip)) {
-            reasons.push("scanner_network".to_string());
+        if let Some(entry) = lists.network_entry(ip) {
+            reasons.push(format!("scanner_network:{entry}"));
         }
     }
     if reasons.is_empty() {
@@ -190,10 +122,10 @@ mod tests {
         assert_eq!(classify(&click(late, 1), around(&click(late, 1), &[near(late + 9_000, 2)]), &lists).0, HUMAN);
         let mut c = click(late, 1);
         c.user_agent = "Mozilla/5.0 (compatible; BingPreview/1.0b)".into();
-        assert_eq!(classify(&c, around(&c, &[]), &lists).1, ["scanner_user_agent"]);
+        assert_eq!(classify(&c, around(&c, &[]), &lists).1, ["scanner_user_agent:bingpreview"]);
         let mut c = click(late, 1);
         c.ip = Some("148.163.150.0".into());
-        assert_eq!(classify(&c, around(&c, &[]), &lists).1, ["scanner_network"]);
+        assert_eq!(classify(&c, around(&c, &[]), &lists).1, ["scanner_network:148.163.128.0/19"]);
         let mut c = click(late, 1);
         c.honeypot = true;
         assert_eq!(classify(&c, around(&c, &[]), &lists).1, ["honeypot_link"]);
@@ -213,15 +145,24 @@ mod tests {
     }
 
     #[test]
-    fn list_parsing() {
-        assert!(ScannerLists::parse("net: 10.0.0.0").is_err());
-        assert!(ScannerLists::parse("net: 10.0.0.0/33").is_err());
-        assert!(ScannerLists::parse("oops").is_err());
-        let l = ScannerLists::parse("net: 2001:db8::/32\nua: X").unwrap();
-        assert!(l.network_matches("2001:db8:1::"));
-        assert!(!l.network_matches("2001:db9::"));
-        assert!(l.user_agent_matches("a x b"));
-        assert!(l.user_agent_matches("A X B"), "case does not matter");
-        assert!(!l.user_agent_matches("a y b"));
+    fn an_account_trusts_and_distrusts_its_own_entries() {
+        let lists = ScannerLists::built_in();
+        let mut c = click(3_600_000, 1);
+        c.user_agent = "Mozilla/5.0 (compatible; Mimecast URL Protect)".into();
+        c.ip = Some("148.163.150.0".into());
+        c.filter.trusted_networks = vec!["148.163.150.0/24".parse().unwrap()];
+        assert_eq!(classify(&c, around(&c, &[]), &lists), (HUMAN, vec!["no_bot_signal".to_string()]));
+        c.filter.trusted_networks.clear();
+        c.filter.trusted_user_agents = vec!["MIMECAST".into()];
+        assert_eq!(classify(&c, around(&c, &[]), &lists).0, HUMAN, "a trusted user agent");
+        c.head = true;
+        assert_eq!(classify(&c, around(&c, &[]), &lists).1, ["head_request"], "behaviour still counts");
+        let mut c = click(3_600_000, 1);
+        c.filter.distrusted_user_agents = vec!["safari/605".into()];
+        c.filter.distrusted_networks = vec!["203.0.0.0/8".parse().unwrap()];
+        assert_eq!(
+            classify(&c, around(&c, &[]), &lists).1,
+            ["account_user_agent:safari/605", "account_network:203.0.0.0/8"]
+        );
     }
 }

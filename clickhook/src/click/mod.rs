@@ -8,6 +8,7 @@
 pub mod classify;
 pub mod recent;
 pub mod rewrite;
+pub mod scanners;
 pub mod settle;
 pub mod token;
 

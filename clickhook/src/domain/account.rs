@@ -1,6 +1,7 @@
 //! Accounts: a tenant's name, time zone, snippet labels and bot-click filter.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -79,6 +80,15 @@ pub struct ClickFilter {
     pub deliver_bot_clicks: bool,
     /// Judge by the shipped lists of crawler user agents and scanner networks.
     pub known_scanners: bool,
+    /// User agents (substrings, any case) the shipped lists never judge: the account knows them.
+    pub trusted_user_agents: Vec<String>,
+    /// Networks the shipped lists never judge. Addresses are kept to /24 (IPv4) and /48 (IPv6)
+    /// unless the server keeps them whole, so narrower networks match nothing then.
+    pub trusted_networks: Vec<IpNetwork>,
+    /// User agents (substrings, any case) that make a click a bot's for this account.
+    pub distrusted_user_agents: Vec<String>,
+    /// Networks whose clicks are bots' for this account.
+    pub distrusted_networks: Vec<IpNetwork>,
 }
 
 impl Default for ClickFilter {
@@ -89,6 +99,10 @@ impl Default for ClickFilter {
             honeypot: false,
             deliver_bot_clicks: false,
             known_scanners: true,
+            trusted_user_agents: Vec::new(),
+            trusted_networks: Vec::new(),
+            distrusted_user_agents: Vec::new(),
+            distrusted_networks: Vec::new(),
         }
     }
 }
@@ -97,8 +111,124 @@ impl ClickFilter {
     /// Longest burst window accepted; the event of every click waits this long at most.
     pub const MAX_BURST_SECONDS: u32 = 60;
 
+    /// Entries in each of the account's own lists, at most; and bytes in a user-agent entry.
+    pub const MAX_ENTRIES: usize = 100;
+    pub const MAX_ENTRY_BYTES: usize = 200;
+
     pub fn burst_window_ms(&self) -> Millis {
         i64::from(self.burst_seconds) * 1000
+    }
+
+    /// What a filter must be to be stored.
+    pub fn check(&self) -> Result<(), ParseError> {
+        if self.burst_seconds > Self::MAX_BURST_SECONDS {
+            return Err(ParseError::invalid(format!("burst_seconds is at most {}.", Self::MAX_BURST_SECONDS)));
+        }
+        if self.min_seconds_after_send > 86_400 {
+            return Err(ParseError::invalid("min_seconds_after_send is at most 86400."));
+        }
+        let lists = [
+            ("trusted_user_agents", self.trusted_user_agents.len()),
+            ("trusted_networks", self.trusted_networks.len()),
+            ("distrusted_user_agents", self.distrusted_user_agents.len()),
+            ("distrusted_networks", self.distrusted_networks.len()),
+        ];
+        if let Some((name, _)) = lists.iter().find(|(_, n)| *n > Self::MAX_ENTRIES) {
+            return Err(ParseError::invalid(format!("{name} holds at most {} entries.", Self::MAX_ENTRIES)));
+        }
+        for (name, list) in [
+            ("trusted_user_agents", &self.trusted_user_agents),
+            ("distrusted_user_agents", &self.distrusted_user_agents),
+        ] {
+            if list.iter().any(|e| e.trim().is_empty() || e.len() > Self::MAX_ENTRY_BYTES) {
+                return Err(ParseError::invalid(format!(
+                    "{name}: each entry is a non-blank substring of at most {} bytes.",
+                    Self::MAX_ENTRY_BYTES
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The account's distrusted user-agent entry the user agent contains, if any.
+    pub fn distrusted_user_agent(&self, ua: &str) -> Option<&str> {
+        self.distrusted_user_agents.iter().find(|e| contains_ignoring_case(ua, e)).map(String::as_str)
+    }
+
+    /// The account's distrusted network that holds `ip`, if any.
+    pub fn distrusted_network(&self, ip: &str) -> Option<&IpNetwork> {
+        let ip = ip.parse().ok()?;
+        self.distrusted_networks.iter().find(|n| n.contains(ip))
+    }
+
+    /// Whether the account trusts this user agent or network: the shipped lists do not judge it.
+    pub fn trusts(&self, ua: &str, ip: &str) -> bool {
+        self.trusted_user_agents.iter().any(|e| contains_ignoring_case(ua, e))
+            || ip.parse().is_ok_and(|ip| self.trusted_networks.iter().any(|n| n.contains(ip)))
+    }
+}
+
+fn contains_ignoring_case(haystack: &str, needle: &str) -> bool {
+    let (h, n) = (haystack.as_bytes(), needle.trim().as_bytes());
+    !n.is_empty() && h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+}
+
+/// An IP network, `ADDR/LEN`; its address is kept as given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNetwork {
+    pub addr: IpAddr,
+    pub len: u8,
+}
+
+impl IpNetwork {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let len = u32::from(self.len);
+        match (ip.to_canonical(), self.addr) {
+            (IpAddr::V4(a), IpAddr::V4(n)) => {
+                let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+                u32::from(a) & mask == u32::from(n) & mask
+            }
+            (IpAddr::V6(a), IpAddr::V6(n)) => {
+                let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+                u128::from(a) & mask == u128::from(n) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for IpNetwork {
+    type Err = ParseError;
+
+    fn from_str(raw: &str) -> Result<Self, ParseError> {
+        let bad =
+            |why: &str| ParseError::invalid(format!("{raw:?} is not a network ({why}); expected e.g. 192.0.2.0/24."));
+        let (addr, len) = raw.trim().split_once('/').ok_or_else(|| bad("no /length"))?;
+        let addr: IpAddr = addr.parse().map_err(|_| bad("bad address"))?;
+        let len: u8 = len.parse().map_err(|_| bad("bad prefix length"))?;
+        if len > if addr.is_ipv4() { 32 } else { 128 } {
+            return Err(bad("prefix length too long"));
+        }
+        Ok(IpNetwork { addr, len })
+    }
+}
+
+impl std::fmt::Display for IpNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+impl Serialize for IpNetwork {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for IpNetwork {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        raw.parse().map_err(|e: ParseError| serde::de::Error::custom(e.msg))
     }
 }
 

@@ -224,7 +224,7 @@ async fn bot_signals_and_settings() {
     assert!(reasons(&soon["email_id"])[0].starts_with("clicked_0s_after_send"));
     assert_eq!(reasons(&burst["email_id"]), ["burst_of_links", "burst_of_links"]);
     assert_eq!(reasons(&head["email_id"]), ["head_request"]);
-    assert_eq!(reasons(&ua["email_id"]), ["scanner_user_agent"]);
+    assert_eq!(reasons(&ua["email_id"]), ["scanner_user_agent:barracuda"]);
     assert_eq!(reasons(&pot["email_id"]), ["honeypot_link"]);
     assert!(clicks.iter().all(|c| c["ip"] == "198.51.100.0"), "X-Forwarded-For trusted, then anonymised");
     assert_eq!(app.get("/rest/v2/clicks?verdict=human", &key).await.total(), 1);
@@ -266,7 +266,7 @@ async fn full_ip_when_the_operator_asks() {
     app.client
         .get(sent["links"][0]["tracked_url"].as_str().unwrap())
         .header("x-forwarded-for", "203.0.113.9")
-        .header("user-agent", "Mozilla/5.0")
+        .header("user-agent", "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15")
         .send()
         .await
         .unwrap();
@@ -327,4 +327,46 @@ async fn a_click_is_listed_as_soon_as_it_is_answered() {
     let listed = app.get("/rest/v2/clicks", &key).await;
     assert_eq!(listed.total(), 1, "{}", listed.text);
     assert_eq!(listed.body[0]["url"], "https://example.com/now");
+}
+
+/// An account's own lists: a distrusted user agent makes a bot, named; a trusted network is not
+/// judged by the shipped lists (a Mimecast user agent from it is a person's). Stored and
+/// answered as given.
+#[tokio::test]
+async fn an_account_trusts_and_distrusts_user_agents_and_networks() {
+    let app = spawn_app(|s| s.trust_proxy = true);
+    let (_, key) = app.account("UTC").await;
+    let filter = json!({"click_filter": {
+        "distrusted_user_agents": ["Firefox/120"],
+        "trusted_networks": ["198.51.100.0/24"],
+    }});
+    let r = app.patch("/rest/v2/account", &key, filter).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["click_filter"]["trusted_networks"], json!(["198.51.100.0/24"]));
+    assert_eq!(r.body["click_filter"]["trusted_user_agents"], json!([]));
+    let c = app.campaign(&key, 1).await;
+    for e in ["fox@example.com", "mc@example.com"] {
+        app.enroll(&key, c, e).await;
+    }
+    let one = "<a href=\"https://example.com/1\">1</a>";
+    let fox = app.send_html(&key, c, "fox@example.com", one).await;
+    let mc = app.send_html(&key, c, "mc@example.com", one).await;
+    let click = |v: &serde_json::Value, ua: &'static str, from: &'static str| {
+        let url = v["links"][0]["tracked_url"].as_str().unwrap().to_string();
+        app.client.get(url).header("user-agent", ua).header("x-forwarded-for", from).send()
+    };
+    assert_eq!(click(&fox, "Mozilla/5.0 (X11; Linux x86_64) Firefox/120", "203.0.113.9").await.unwrap().status(), 302);
+    assert_eq!(
+        click(&mc, "Mozilla/5.0 (compatible; Mimecast URL Protect)", "198.51.100.7").await.unwrap().status(),
+        302
+    );
+    let clicks = app.settled_clicks(&key, 2).await;
+    let by_email = |id: &serde_json::Value| clicks.iter().find(|c| &c["email_id"] == id).unwrap().clone();
+    let fox_click = by_email(&fox["email_id"]);
+    assert_eq!(
+        (fox_click["verdict"].as_str(), &fox_click["reasons"]),
+        (Some("bot"), &json!(["account_user_agent:Firefox/120"]))
+    );
+    let mc_click = by_email(&mc["email_id"]);
+    assert_eq!(mc_click["verdict"], "human", "{mc_click}");
 }

@@ -248,7 +248,7 @@ async fn kill_9_with_batches_in_flight_redelivers_them_with_their_webhook_id() {
     let sub = json!({"target_url": rx.url, "event": "link_clicked"});
     assert_eq!(node.call(reqwest::Method::POST, "/rest/v1/webhooks/subscribe", sub).await["message"], "Subscribed.");
     for l in &links {
-        let r = node.client.get(l).header("user-agent", "Mozilla/5.0 Safari").send().await.unwrap();
+        let r = node.client.get(l).header("user-agent", "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15").send().await.unwrap();
         assert_eq!(r.status(), 302);
     }
     // The first batch is in flight (the receiver holds it): kill the node now.

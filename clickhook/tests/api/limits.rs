@@ -80,7 +80,7 @@ async fn a_click_is_answered_under_many_idle_and_slow_connections() {
     let mut times = Vec::new();
     for _ in 0..9 {
         let t = Instant::now();
-        let r = app.client.get(&url).header("user-agent", "Mozilla/5.0").send().await.unwrap();
+        let r = app.client.get(&url).header("user-agent", "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15").send().await.unwrap();
         assert_eq!(r.status(), 302);
         times.push(t.elapsed());
     }

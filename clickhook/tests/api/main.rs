@@ -19,4 +19,5 @@ mod openapi;
 mod outage;
 mod prospects;
 mod tenancy;
+mod user_agents;
 mod webhooks;
