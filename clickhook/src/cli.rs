@@ -62,6 +62,12 @@ pub enum Command {
     /// Manage the keys that sign tracked links.
     #[command(subcommand)]
     Keys(KeysCmd),
+    /// Copy a (running) server's SQLite store to FILE, consistently, without stopping clicks.
+    /// Restore by serving the copy: clickhook --db FILE serve.
+    Backup {
+        /// Where the copy goes; it must not exist.
+        file: PathBuf,
+    },
     /// Receive webhooks for trying clickhook out: print them, check signatures.
     Receive {
         /// The address to listen on.

@@ -1,4 +1,4 @@
-//! The `clickhook` command: `serve`, `migrate`, `account`, `import`, `keys`.
+//! The `clickhook` command: `serve`, `migrate`, `account`, `import`, `keys`, `backup`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -59,6 +59,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             import(&cli.db, file, account, campaign, delimiter).await
         }
         Command::Keys(cmd) => keys(&cli.db, cmd).await,
+        Command::Backup { file } => {
+            let (db, to) = (cli.db.clone(), file.clone());
+            let bytes = tokio::task::spawn_blocking(move || store::backup(&db, &to)).await??;
+            println!("backed up {} to {} ({bytes} bytes)", cli.db, file.display());
+            Ok(())
+        }
         Command::Receive { listen, secret, status } => clickhook::receive::run(&listen, secret, status).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "clickhook", &mut std::io::stdout());

@@ -26,7 +26,7 @@ pub mod sqlite;
 
 pub use crate::domain::{now_millis, Millis};
 pub use error::{StoreError, StoreResult};
-pub use open::{open, open_for_serving, Durability};
+pub use open::{backup, open, open_for_serving, Durability};
 pub use parts::{AccountStore, CampaignStore, ClickStore, DeliveryStore, DynStore, ProspectStore, Store};
 pub use records::*;
 pub use schedule::Scheduling;

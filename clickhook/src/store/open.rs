@@ -57,3 +57,15 @@ async fn open_as(db: &str, durability: Durability, serving: bool) -> anyhow::Res
     };
     Ok(Arc::new(store))
 }
+
+/// Copies the SQLite store `db` names to `to` while it is served (`sqlite::backup`). A
+/// PostgreSQL store is backed up with PostgreSQL's own tools (README, "Backup").
+pub fn backup(db: &str, to: &std::path::Path) -> anyhow::Result<u64> {
+    if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+        anyhow::bail!(
+            "clickhook backup copies an SQLite store; back up PostgreSQL with pg_dump or point-in-time recovery \
+             (see the README's Backup section)"
+        );
+    }
+    sqlite::backup(std::path::Path::new(db), to)
+}

@@ -299,3 +299,57 @@ async fn admin_routes_move_to_their_own_address() {
     let links = node.links(1, 1).await;
     assert_eq!(status(links[0].clone()).await, 302, "tracked links stay public");
 }
+
+/// `clickhook backup` copies a served store while clicks keep coming: the copy opens, and holds
+/// every click answered before the backup started. It never overwrites a file, and names
+/// pg_dump for a PostgreSQL store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_under_click_load_holds_every_click_answered_before_it() {
+    if on_postgres() {
+        let db = fresh_db(std::path::Path::new("."));
+        let (ok, _, err) = clickhook(&db, &["backup", "/tmp/never-written.db"]);
+        assert!(!ok && err.contains("pg_dump"), "{err}");
+        assert!(!std::path::Path::new("/tmp/never-written.db").exists());
+        return;
+    }
+    let node = crate::crash::Node::new();
+    let _server = node.start(&[]).await;
+    let links = node.links(400, 1).await;
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // One client clicking link after link: when n clicks were answered, the first n are stored.
+    let clicker = tokio::spawn({
+        let (client, answered) = (node.client.clone(), answered.clone());
+        async move {
+            for (i, l) in links.iter().cycle().enumerate() {
+                if *stop_rx.borrow() || i >= 20_000 {
+                    break;
+                }
+                let r = client.get(l).header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/120").send().await;
+                assert_eq!(r.unwrap().status(), 302);
+                answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    while answered.load(std::sync::atomic::Ordering::SeqCst) < 300 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.db");
+    let before = answered.load(std::sync::atomic::Ordering::SeqCst);
+    let (ok, out, err) = clickhook(&node.db.0, &["backup", copy.to_str().unwrap()]);
+    let after = answered.load(std::sync::atomic::Ordering::SeqCst);
+    let _ = stop_tx.send(true);
+    clicker.await.unwrap();
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("backed up") && out.contains("bytes"), "{out}");
+    assert!(after > before, "clicks were answered while the backup ran ({before} → {after})");
+    let stored = Db(copy.to_string_lossy().into_owned()).i64("SELECT count(*) FROM clicks").await;
+    assert!(stored as usize >= before, "the copy holds {stored} clicks; {before} were answered before the backup");
+    let (ok, _, err) = clickhook(copy.to_str().unwrap(), &["account", "list"]);
+    assert!(ok, "the copy serves as a store: {err}");
+    let size = std::fs::metadata(&copy).unwrap().len();
+    let (ok, _, err) = clickhook(&node.db.0, &["backup", copy.to_str().unwrap()]);
+    assert!(!ok && err.contains("exists already"), "{err}");
+    assert_eq!(std::fs::metadata(&copy).unwrap().len(), size, "the earlier copy is untouched");
+}

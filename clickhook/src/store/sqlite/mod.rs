@@ -8,6 +8,7 @@
 //! commits. The other files hold the SQL of each part of the store.
 
 mod accounts;
+mod backup;
 mod campaigns;
 mod clicks;
 mod delivery;
@@ -26,6 +27,7 @@ use super::error::{StoreError, StoreResult};
 use super::parts::Store;
 use super::schedule::{LastClickCommit, Scheduling};
 use super::schema;
+pub use backup::backup;
 pub use writer::Options;
 use writer::{Readers, Writer};
 
