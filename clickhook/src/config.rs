@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, FromArgMatches, Parser};
 
 use crate::click::classify::ScannerLists;
+use crate::domain::retention::Retention;
 use crate::store::Durability;
 
 /// `clickhook serve`'s flags. Each also reads `CLICKHOOK_<FLAG>`.
@@ -79,6 +80,12 @@ pub struct ServeArgs {
     /// isbot's patterns apply either way.
     #[arg(long, env = "CLICKHOOK_SCANNER_LIST")]
     pub scanner_list: Option<PathBuf>,
+    /// Days raw clicks are kept once judged and released (0: forever).
+    #[arg(long, env = "CLICKHOOK_RETAIN_CLICKS", default_value_t = 180, value_name = "DAYS")]
+    pub retain_clicks: u32,
+    /// Days delivered batches, their attempts and the events only they read are kept (0: forever).
+    #[arg(long, env = "CLICKHOOK_RETAIN_DELIVERIES", default_value_t = 30, value_name = "DAYS")]
+    pub retain_deliveries: u32,
 }
 
 /// Delays between delivery attempts.
@@ -114,6 +121,8 @@ pub struct Settings {
     /// slows the clicks down instead of growing the outbox.
     pub max_settle_lag: Duration,
     pub scanners: Arc<ScannerLists>,
+    /// How long old raw rows are kept (`retention`).
+    pub retention: Retention,
 }
 
 impl Settings {
@@ -163,6 +172,7 @@ impl Settings {
             endpoint_concurrency: usize::from(a.endpoint_concurrency),
             max_settle_lag: a.max_settle_lag,
             scanners: Arc::new(scanners),
+            retention: Retention { clicks_days: a.retain_clicks, deliveries_days: a.retain_deliveries },
         })
     }
 }

@@ -29,5 +29,6 @@ pub mod http;
 pub mod import;
 pub mod metrics;
 pub mod receive;
+pub mod retention;
 pub mod startup;
 pub mod store;

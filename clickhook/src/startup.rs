@@ -88,6 +88,7 @@ impl Application {
             tokio::spawn(forget_removed_links(st.click.clone(), stop_rx.clone())),
             tokio::spawn(crate::delivery::worker::run(st.store.clone(), st.settings.clone(), stop_rx.clone())),
             tokio::spawn(crate::import::janitor(st.store.clone(), stop_rx.clone())),
+            tokio::spawn(crate::retention::run(st.store.clone(), st.settings.retention, stop_rx.clone())),
         ];
         let limits = http::Limits {
             header_read_timeout: st.settings.header_read_timeout,

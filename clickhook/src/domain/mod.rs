@@ -12,6 +12,7 @@ pub mod click;
 pub mod delivery;
 pub mod import;
 pub mod prospect;
+pub mod retention;
 
 pub use account::{parse_timezone, Account, AccountPatch, ClickFilter, NewAccount};
 pub use campaign::{

@@ -13,6 +13,7 @@ use super::schedule::Scheduling;
 use crate::domain::delivery::Subscribed;
 use crate::domain::import::ImportState;
 use crate::domain::prospect::Upserted;
+use crate::domain::retention::EventUse;
 use crate::domain::{
     Account, AccountPatch, Campaign, CampaignPatch, EmailAddress, Enrollment, EnrollmentKey, EnrollmentPatch, Millis,
     NewAccount, NewCampaign, Prospect, Subscription, SubscriptionStatus,
@@ -98,6 +99,9 @@ pub trait ClickStore: Send + Sync {
     async fn outbox_depth(&self) -> StoreResult<OutboxDepth>;
     /// Deletes clicks whose email is gone (clicked in the moment before a node saw the delete).
     async fn forget_orphan_clicks(&self, ids: Vec<i64>) -> StoreResult<()>;
+    /// Deletes judged, released clicks made before `before`, among the oldest `limit` clicks;
+    /// returns how many went.
+    async fn prune_clicks(&self, before: Millis, limit: i64) -> StoreResult<u64>;
 }
 
 /// Webhook subscriptions, batches, leases and the attempt log.
@@ -129,6 +133,13 @@ pub trait DeliveryStore: Send + Sync {
     /// Queues a delivery with a body of its own (the `test` endpoint).
     async fn add_test_delivery(&self, account_id: i64, sub_id: i64, body: String, now: Millis) -> StoreResult<i64>;
     async fn backlog(&self) -> StoreResult<Vec<Backlog>>;
+    /// Deletes up to `limit` batches delivered before `before`, with their attempts.
+    async fn prune_deliveries(&self, before: Millis, limit: i64) -> StoreResult<u64>;
+    /// What the account's events are still needed for (`domain::retention::EventUse`).
+    async fn event_use(&self, account_id: i64) -> StoreResult<EventUse>;
+    /// Deletes the account's events below `floor` written before `before`, among its oldest
+    /// `limit` events.
+    async fn prune_events(&self, account_id: i64, floor: i64, before: Millis, limit: i64) -> StoreResult<u64>;
 }
 
 /// All parts of a store together.

@@ -90,6 +90,7 @@ pub fn fresh_db(dir: &std::path::Path) -> String {
 }
 
 /// A database as `--db` names it, read directly (plain SQL that both stores understand).
+#[derive(Clone)]
 pub struct Db(pub String);
 
 impl Db {
@@ -107,6 +108,17 @@ impl Db {
             self.pg().await.query_one(sql, &[]).await.unwrap().get(0)
         } else {
             self.sqlite().query_row(sql, [], |r| r.get(0)).unwrap()
+        }
+    }
+
+    /// The first column of every row, as integers.
+    pub async fn i64s(&self, sql: &str) -> Vec<i64> {
+        if on_postgres() {
+            self.pg().await.query(sql, &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
+        } else {
+            let c = self.sqlite();
+            let mut st = c.prepare(sql).unwrap();
+            st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
         }
     }
 

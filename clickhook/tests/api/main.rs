@@ -18,6 +18,7 @@ mod nodes;
 mod openapi;
 mod outage;
 mod prospects;
+mod retention;
 mod tenancy;
 mod user_agents;
 mod webhooks;

@@ -15,7 +15,7 @@ use super::pool::{all, exec, one, page, pg, Param, DIALECT, Q};
 use super::prospects::load_prospect;
 use super::PgStore;
 use crate::domain::click::HistoryPrune;
-use crate::domain::now_millis;
+use crate::domain::{now_millis, Millis};
 use crate::store::error::{StoreError, StoreResult};
 use crate::store::lists;
 use crate::store::parts::ClickStore;
@@ -216,5 +216,14 @@ impl ClickStore for PgStore {
                    + (SELECT count(*) FROM clicks WHERE verdict IS NOT NULL AND NOT released), (SELECT count(*) FROM events)";
         let r = c.query_one(sql, &[]).await.map_err(pg)?;
         Ok(OutboxDepth { clicks_pending: r.get(0), events_total: r.get(1) })
+    }
+
+    async fn prune_clicks(&self, before: Millis, limit: i64) -> StoreResult<u64> {
+        let c = self.pool.get().await?;
+        // The oldest clicks only: ids grow with time, so the old ones are at the front, and a
+        // step never scans more than `limit` rows whether anything is due or not.
+        let sql = "DELETE FROM clicks WHERE id IN (SELECT id FROM (SELECT id, at, verdict, released FROM clicks \
+                   ORDER BY id LIMIT $2) o WHERE at < $1 AND verdict IS NOT NULL AND released)";
+        exec(&*c, sql, &[&before, &limit]).await
     }
 }

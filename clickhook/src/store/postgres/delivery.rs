@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use super::pool::{all, exec, one, page, pg, Param, Q};
 use super::PgStore;
 use crate::domain::delivery::{batch_body, new_msg_id, refuse_subscription, Cut, Subscribed, SubscriptionChange};
+use crate::domain::retention::EventUse;
 use crate::domain::{now_millis, Millis, Subscription, SubscriptionStatus, LINK_CLICKED};
 use crate::store::error::{StoreError, StoreResult};
 use crate::store::lists;
@@ -246,5 +247,31 @@ impl DeliveryStore for PgStore {
                            (SELECT min(oldest_event_at) FROM deliveries d WHERE d.subscription_id = s.id AND d.state = 'pending')) \
                    FROM subscriptions s ORDER BY s.id";
         all(&*c, sql, &[], rows::backlog).await
+    }
+
+    async fn prune_deliveries(&self, before: Millis, limit: i64) -> StoreResult<u64> {
+        let c = self.pool.get().await?;
+        // Attempts go with their batch (ON DELETE CASCADE).
+        let sql = "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries \
+                   WHERE state = 'delivered' AND delivered_at < $1 ORDER BY delivered_at LIMIT $2)";
+        exec(&*c, sql, &[&before, &limit]).await
+    }
+
+    async fn event_use(&self, account_id: i64) -> StoreResult<EventUse> {
+        let c = self.pool.get().await?;
+        let cursors =
+            all(&*c, "SELECT cursor FROM subscriptions WHERE account_id = $1", &[&account_id], rows::int).await?;
+        let first = "SELECT min(first_event_id) FROM deliveries WHERE account_id = $1";
+        let first_kept_batch_event = one(&*c, first, &[&account_id], |r| rows::Columns::opt_int(r, 0)).await?.flatten();
+        let newest = "SELECT coalesce(max(id), 0) FROM events WHERE account_id = $1";
+        let newest = one(&*c, newest, &[&account_id], rows::int).await?.unwrap_or_default();
+        Ok(EventUse { cursors, first_kept_batch_event, newest })
+    }
+
+    async fn prune_events(&self, account_id: i64, floor: i64, before: Millis, limit: i64) -> StoreResult<u64> {
+        let c = self.pool.get().await?;
+        let sql = "DELETE FROM events WHERE id IN (SELECT id FROM (SELECT id, created_at FROM events \
+                   WHERE account_id = $1 AND id < $2 ORDER BY id LIMIT $4) o WHERE created_at < $3)";
+        exec(&*c, sql, &[&account_id, &floor, &before, &limit]).await
     }
 }

@@ -36,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0004_click_groups_inline.sql"),
     include_str!("../../../migrations/postgres/0005_deletions.sql"),
     include_str!("../../../migrations/postgres/0006_imports.sql"),
+    include_str!("../../../migrations/postgres/0007_retention.sql"),
 ];
 
 /// Advisory locks are per database, not per schema: their keys include the schema, so that

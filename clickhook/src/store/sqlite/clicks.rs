@@ -14,7 +14,7 @@ use super::prospects::load_prospect;
 use super::sql::{all, exec, ids_json, one, page, value, DIALECT};
 use super::SqliteStore;
 use crate::domain::click::HistoryPrune;
-use crate::domain::now_millis;
+use crate::domain::{now_millis, Millis};
 use crate::store::error::StoreResult;
 use crate::store::lists;
 use crate::store::parts::ClickStore;
@@ -181,6 +181,17 @@ impl ClickStore for SqliteStore {
             let clicks_pending = value(conn, pending, [])?;
             let events_total = value(conn, "SELECT count(*) FROM events", [])?;
             Ok(OutboxDepth { clicks_pending, events_total })
+        })
+        .await
+    }
+
+    async fn prune_clicks(&self, before: Millis, limit: i64) -> StoreResult<u64> {
+        self.write_background(move |conn| {
+            // The oldest clicks only: ids grow with time, so the old ones are at the front, and a
+            // step never scans more than `limit` rows whether anything is due or not.
+            let sql = "DELETE FROM clicks WHERE id IN (SELECT id FROM (SELECT id, at, verdict, released FROM clicks \
+                       ORDER BY id LIMIT ?2) WHERE at < ?1 AND verdict IS NOT NULL AND released = 1)";
+            Ok(exec(conn, sql, params![before, limit])? as u64)
         })
         .await
     }

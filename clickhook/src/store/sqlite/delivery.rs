@@ -8,6 +8,7 @@ use super::SqliteStore;
 use crate::domain::delivery::{
     batch_body, new_msg_id, refuse_subscription, Cut, DeliveryState, Subscribed, SubscriptionChange,
 };
+use crate::domain::retention::EventUse;
 use crate::domain::{now_millis, Millis, Subscription, SubscriptionStatus, LINK_CLICKED};
 use crate::store::error::{StoreError, StoreResult};
 use crate::store::lists;
@@ -271,6 +272,37 @@ impl DeliveryStore for SqliteStore {
                          (SELECT min(oldest_event_at) FROM deliveries d WHERE d.subscription_id = s.id AND d.state = 'pending') AS batched_oldest \
                        FROM subscriptions s) ORDER BY id";
             all(conn, sql, [], rows::backlog)
+        })
+        .await
+    }
+
+    async fn prune_deliveries(&self, before: Millis, limit: i64) -> StoreResult<u64> {
+        self.write_background(move |conn| {
+            // Attempts go with their batch (ON DELETE CASCADE).
+            let sql = "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries \
+                       WHERE state = 'delivered' AND delivered_at < ?1 ORDER BY delivered_at LIMIT ?2)";
+            Ok(exec(conn, sql, params![before, limit])? as u64)
+        })
+        .await
+    }
+
+    async fn event_use(&self, account_id: i64) -> StoreResult<EventUse> {
+        self.read(move |conn| {
+            let cursors = all(conn, "SELECT cursor FROM subscriptions WHERE account_id = ?1", [account_id], rows::int)?;
+            let first = "SELECT min(first_event_id) FROM deliveries WHERE account_id = ?1";
+            let first_kept_batch_event = one(conn, first, [account_id], |r| rows::Columns::opt_int(r, 0))?.flatten();
+            let newest = "SELECT coalesce(max(id), 0) FROM events WHERE account_id = ?1";
+            let newest = one(conn, newest, [account_id], rows::int)?.unwrap_or_default();
+            Ok(EventUse { cursors, first_kept_batch_event, newest })
+        })
+        .await
+    }
+
+    async fn prune_events(&self, account_id: i64, floor: i64, before: Millis, limit: i64) -> StoreResult<u64> {
+        self.write_background(move |conn| {
+            let sql = "DELETE FROM events WHERE id IN (SELECT id FROM (SELECT id, created_at FROM events \
+                       WHERE account_id = ?1 AND id < ?2 ORDER BY id LIMIT ?4) WHERE created_at < ?3)";
+            Ok(exec(conn, sql, params![account_id, floor, before, limit])? as u64)
         })
         .await
     }

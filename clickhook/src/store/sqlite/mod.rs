@@ -37,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0003_settle_frontier.sql"),
     include_str!("../../../migrations/sqlite/0004_deletions.sql"),
     include_str!("../../../migrations/sqlite/0005_imports.sql"),
+    include_str!("../../../migrations/sqlite/0006_retention.sql"),
 ];
 
 pub struct SqliteStore {
