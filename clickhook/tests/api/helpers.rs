@@ -113,13 +113,7 @@ impl Db {
 
     /// The first column of every row, as integers.
     pub async fn i64s(&self, sql: &str) -> Vec<i64> {
-        if on_postgres() {
-            self.pg().await.query(sql, &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
-        } else {
-            let c = self.sqlite();
-            let mut st = c.prepare(sql).unwrap();
-            st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
-        }
+        self.column(sql).await
     }
 
     /// The first column of the first row, as text.
@@ -129,6 +123,14 @@ impl Db {
 
     /// The first column of every row, as text.
     pub async fn texts(&self, sql: &str) -> Vec<String> {
+        self.column(sql).await
+    }
+
+    /// The first column of every row.
+    async fn column<T>(&self, sql: &str) -> Vec<T>
+    where
+        T: rusqlite::types::FromSql + for<'a> tokio_postgres::types::FromSql<'a>,
+    {
         if on_postgres() {
             self.pg().await.query(sql, &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
         } else {

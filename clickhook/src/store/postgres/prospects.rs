@@ -71,6 +71,20 @@ impl Columns {
     }
 }
 
+/// Writes the prospects' columns over the stored ones, all in one statement.
+async fn write_columns(tx: &impl Q, cols: &Columns, updated_at: i64) -> StoreResult<()> {
+    let mut params = cols.params();
+    params.push(&updated_at);
+    let set: Vec<String> = prospect_write_cols().iter().map(|c| format!("{c} = u.{c}")).collect();
+    let sql = format!(
+        "UPDATE prospects p SET {set}, updated_at = ${t} FROM {unnest} WHERE p.id = u.id",
+        set = set.join(", "),
+        t = params.len(),
+        unnest = Columns::unnest(),
+    );
+    exec(tx, &sql, &params).await.map(drop)
+}
+
 /// Keeps a running import alive, or fails the chunk when it no longer runs.
 async fn touch_import(tx: &impl Q, id: i64, account_id: i64, now: i64) -> StoreResult<()> {
     let sql = "UPDATE imports SET touched_at = $3 WHERE id = $1 AND account_id = $2 AND state = 'running'";
@@ -89,17 +103,7 @@ async fn undo(tx: &impl Q, account_id: i64, campaign_id: Option<i64>, entries: &
             UndoKind::Created => created.push(vec![e.first, e.last]),
             UndoKind::Changed => {
                 let (updated_at, values) = rows::prospect_restore(e.before.as_deref().unwrap_or_default())?;
-                let cols = Columns::of_values(vec![e.first], vec![values]);
-                let mut params = cols.params();
-                params.push(&updated_at);
-                let set: Vec<String> = prospect_write_cols().iter().map(|c| format!("{c} = u.{c}")).collect();
-                let sql = format!(
-                    "UPDATE prospects p SET {set}, updated_at = ${t} FROM {unnest} WHERE p.id = u.id",
-                    set = set.join(", "),
-                    t = params.len(),
-                    unnest = Columns::unnest(),
-                );
-                exec(tx, &sql, &params).await?;
+                write_columns(tx, &Columns::of_values(vec![e.first], vec![values]), updated_at).await?;
             }
             UndoKind::Enrolled => {
                 let sql = "DELETE FROM enrollments WHERE campaign_id = $1 AND prospect_id = $2";
@@ -153,17 +157,7 @@ impl ProspectStore for PgStore {
         }
         if !plan.changed.is_empty() {
             let changed_ids: Vec<i64> = plan.changed.iter().map(|p| p.id).collect();
-            let cols = Columns::of(&plan.changed, &changed_ids)?;
-            let mut params = cols.params();
-            params.push(&now);
-            let set: Vec<String> = prospect_write_cols().iter().map(|c| format!("{c} = u.{c}")).collect();
-            let sql = format!(
-                "UPDATE prospects p SET {set}, updated_at = ${t} FROM {unnest} WHERE p.id = u.id",
-                set = set.join(", "),
-                t = params.len(),
-                unnest = Columns::unnest(),
-            );
-            exec(&tx, &sql, &params).await?;
+            write_columns(&tx, &Columns::of(&plan.changed, &changed_ids)?, now).await?;
         }
         let out = plan.outcomes(&ids);
         let mut enrolled = Vec::new();
