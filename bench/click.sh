@@ -10,6 +10,8 @@
 #   DURATION=10s bench/click.sh
 #   STORE=postgres bench/click.sh      # on PostgreSQL ($PG_URL, a schema of its own, dropped after)
 #   STORE=postgres NODES=2 bench/click.sh   # two nodes on one database, one wrk per node
+#   PRUNE_ROWS=3000000 bench/click.sh  # with that many 200-day-old clicks for retention to prune
+#                                      # meanwhile (it prints how many were left after the run)
 #
 # PostgreSQL itself is not pinned: it runs wherever the scheduler puts it, on either core.
 set -euo pipefail
@@ -24,6 +26,8 @@ DURABILITY=${DURABILITY:-process}
 STORE=${STORE:-sqlite}
 NODES=${NODES:-1}
 PG_URL=${PG_URL:-postgres://root@127.0.0.1:5432/test}
+PRUNE_ROWS=${PRUNE_ROWS:-0}
+OLD_AT=$(( $(date +%s) * 1000 - 200 * 86400000 ))
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 cargo build --release --quiet --bin clickhook --example bare302
@@ -43,9 +47,23 @@ count() { # sql
   else python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])" "$DB" "$1"; fi
 }
 
+sql() { # statement
+  if [ "$STORE" = postgres ]; then psql "$PG_URL" -q -c "SET search_path TO $SCHEMA" -c "$1" >/dev/null
+  else python3 -c "import sqlite3,sys; c = sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()" "$DB" "$1"; fi
+}
+
 wait_up() { for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/c/x" && return; sleep 0.1; done; echo "server did not start" >&2; exit 1; }
 field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
+if [ "$PRUNE_ROWS" -gt 0 ]; then
+  # Old clicks, judged and released: `serve` prunes them (--retain-clicks 180) from its start on.
+  "$BIN" --db "$DB" migrate >/dev/null
+  if [ "$STORE" = postgres ]; then ROWS="generate_series(1, $PRUNE_ROWS)"
+  else ROWS="(WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $PRUNE_ROWS) SELECT i FROM n)"; fi
+  sql "INSERT INTO clicks (account_id, email_id, link_no, at, ip, user_agent, verdict, reasons, released)
+       SELECT 1, 1, 1, $OLD_AT, '203.0.113.0', 'Mozilla/5.0', 'human', '[\"no_bot_signal\"]', TRUE FROM $ROWS AS r"
+  echo "   $PRUNE_ROWS clicks 200 days old seeded for pruning"
+fi
 echo "== clickhook ($STORE, $NODES node(s), durability=$DURABILITY, group commit), server on cpu $SERVER_CPU, wrk on cpu $WRK_CPU"
 SERVERS=()
 for n in $(seq 0 $((NODES - 1))); do
@@ -84,8 +102,9 @@ RSS=$(awk '/VmHWM/ {print $2}' /proc/${SERVERS[0]}/status)
 for s in "${SERVERS[@]}"; do kill -TERM "$s"; wait "$s" || true; done
 # On PostgreSQL clicks answered a moment ago may still be in their groups, not yet in `clicks`.
 if [ "$STORE" = postgres ]; then GROUPED="(select coalesce(sum(clicks), 0) from click_groups)"; else GROUPED=0; fi
-STORED=$(count "select (select count(*) from clicks) + $GROUPED")
+STORED=$(count "select (select count(*) from clicks where at <> $OLD_AT) + $GROUPED")
 echo "   $CH"
+[ "$PRUNE_ROWS" -gt 0 ] && echo "   pruning: $(count "select count(*) from clicks where at = $OLD_AT") of $PRUNE_ROWS old clicks left after the run"
 
 echo "== bare302, same stack, same cores"
 taskset -c "$SERVER_CPU" "$BARE" "127.0.0.1:$PORT" >/dev/null 2>&1 &
