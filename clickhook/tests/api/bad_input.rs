@@ -254,9 +254,7 @@ async fn oversized_bodies_get_413() {
         .await;
     assert_envelope(&r, 413, "E_PAYLOAD_TOO_LARGE");
     let csv = format!("email,first_name\na@b.co,{huge}\n");
-    let r = app
-        .raw(app.client.post(format!("{}/rest/v2/prospects/import", app.base)).header("x-api-key", &key).body(csv))
-        .await;
+    let r = app.import_csv(&key, "", csv).await;
     assert_envelope(&r, 413, "E_PAYLOAD_TOO_LARGE");
     assert_eq!(snapshot(&app, &key).await, before);
 }
@@ -266,14 +264,7 @@ async fn bad_csv_files_are_refused_whole() {
     let app = shared();
     let (_, key) = app.account("UTC").await;
     let before = snapshot(app, &key).await;
-    let import = |body: Vec<u8>| {
-        app.raw(
-            app.client
-                .post(format!("{}/rest/v2/prospects/import?file_name=x.csv", app.base))
-                .header("x-api-key", &key)
-                .body(body),
-        )
-    };
+    let import = |body: Vec<u8>| app.import_csv(&key, "?file_name=x.csv", body);
     let r = import(b"email,first_name\nok@example.com,\xff\xfe\n".to_vec()).await;
     assert_envelope(&r, 400, "E_WRONG_PARAM");
     assert!(r.body["status"]["msg"].as_str().unwrap().contains("UTF-8"));
@@ -323,14 +314,7 @@ async fn nul_characters_are_refused_everywhere() {
     assert_eq!(snapshot(app, &key).await, before);
 
     let csv = "email,company\nok1@x.co,A\nbad@x.co,B\u{0}\nok2@x.co,C\n";
-    let r = app
-        .raw(
-            app.client
-                .post(format!("{}/rest/v2/prospects/import?file_name=n.csv", app.base))
-                .header("x-api-key", &key)
-                .body(csv),
-        )
-        .await;
+    let r = app.import_csv(&key, "?file_name=n.csv", csv).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!((r.body["created"].as_i64(), r.body["rejected"].as_i64()), (Some(2), Some(1)), "{}", r.text);
     assert!(r.body["errors"][0]["error"].as_str().unwrap().contains("NUL"), "{}", r.text);
@@ -346,9 +330,7 @@ async fn errors_quote_a_short_prefix_of_the_input() {
     assert_envelope(&r, 400, "E_WRONG_PARAM");
     assert!(r.text.len() < 1_000, "{} bytes", r.text.len());
     let header = format!("email,{}\nx@y.co,1\n", "h".repeat(1_000_000));
-    let r = app
-        .raw(app.client.post(format!("{}/rest/v2/prospects/import", app.base)).header("x-api-key", &key).body(header))
-        .await;
+    let r = app.import_csv(&key, "", header).await;
     assert_envelope(&r, 400, "E_WRONG_PARAM");
     assert!(r.text.len() < 1_000, "{} bytes", r.text.len());
 }

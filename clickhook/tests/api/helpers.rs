@@ -343,6 +343,12 @@ impl TestApp {
         r.body
     }
 
+    /// `POST /rest/v2/prospects/import{query}` with a CSV body.
+    pub async fn import_csv(&self, key: &str, query: &str, csv: impl Into<reqwest::Body>) -> Resp {
+        let url = format!("{}/rest/v2/prospects/import{query}", self.base);
+        self.raw(self.client.post(url).header("x-api-key", key).body(csv)).await
+    }
+
     /// Waits until the settler has judged every click of the account (or panics).
     pub async fn settled_clicks(&self, key: &str, expected: usize) -> Vec<Value> {
         for _ in 0..200 {

@@ -102,14 +102,7 @@ async fn csv_import_reports_each_rejected_row() {
                not-an-email,X,,,\n\
                x@example.com,X,,,SLEEPING\n\
                short@example.com,only-two\n";
-    let r = app
-        .raw(
-            app.client
-                .post(format!("{}/rest/v2/prospects/import?file_name=leads.csv", app.base))
-                .header("x-api-key", &key)
-                .body(csv),
-        )
-        .await;
+    let r = app.import_csv(&key, "?file_name=leads.csv", csv).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
         (r.body["created"].as_u64(), r.body["updated"].as_u64(), r.body["rejected"].as_u64()),
@@ -164,14 +157,7 @@ async fn an_import_that_fails_midway_leaves_nothing_behind() {
         };
         csv.push_str(&format!("{email},Co {i}\n"));
     }
-    let r = app
-        .raw(
-            app.client
-                .post(format!("{}/rest/v2/prospects/import?campaign_id={campaign}", app.base))
-                .header("x-api-key", &key)
-                .body(csv),
-        )
-        .await;
+    let r = app.import_csv(&key, &format!("?campaign_id={campaign}"), csv).await;
     assert_eq!(r.status, 500, "{}", r.text);
     assert!(r.body["error"]["message"].is_string() || r.body["status"]["msg"].is_string(), "an envelope: {}", r.text);
     let list = app.get("/rest/v1/prospects", &key).await;
@@ -182,12 +168,7 @@ async fn an_import_that_fails_midway_leaves_nothing_behind() {
     assert_eq!(db.i64(&format!("SELECT count(*) FROM imports WHERE account_id = {}", account.id)).await, 0);
     // The same file without the refused row lands whole.
     let r = app
-        .raw(
-            app.client
-                .post(format!("{}/rest/v2/prospects/import?campaign_id={campaign}", app.base))
-                .header("x-api-key", &key)
-                .body(format!("email,company\n{old},New\nrow0-{old},Co 0\n")),
-        )
+        .import_csv(&key, &format!("?campaign_id={campaign}"), format!("email,company\n{old},New\nrow0-{old},Co 0\n"))
         .await;
     assert_eq!((r.status.as_u16(), r.body["created"].as_u64(), r.body["updated"].as_u64()), (200, Some(1), Some(1)));
     assert_eq!(db.i64(&enrolled).await, 2);
