@@ -1,6 +1,7 @@
 //! Settings of a running server: the `serve` flags, parsed once. Their defaults exist only
 //! here, in [`ServeArgs`]; [`Settings::new`] takes them from it.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,6 +87,13 @@ pub struct ServeArgs {
     /// Days delivered batches, their attempts and the events only they read are kept (0: forever).
     #[arg(long, env = "CLICKHOOK_RETAIN_DELIVERIES", default_value_t = 30, value_name = "DAYS")]
     pub retain_deliveries: u32,
+    /// The DNS server that checks tracking domains (host:port, or an address for port 53);
+    /// without it, the system's resolvers (/etc/resolv.conf).
+    #[arg(long, env = "CLICKHOOK_RESOLVER", value_parser = parse_resolver)]
+    pub resolver: Option<SocketAddr>,
+    /// How often each tracking domain's DNS is checked again.
+    #[arg(long, env = "CLICKHOOK_RECHECK_DOMAINS", default_value = "10m", value_parser = parse_duration)]
+    pub recheck_domains: Duration,
 }
 
 /// Delays between delivery attempts.
@@ -123,6 +131,9 @@ pub struct Settings {
     pub scanners: Arc<ScannerLists>,
     /// How long old raw rows are kept (`retention`).
     pub retention: Retention,
+    /// The DNS server tracking domains are checked with; `None`: the system's.
+    pub resolver: Option<SocketAddr>,
+    pub recheck_domains: Duration,
 }
 
 impl Settings {
@@ -173,6 +184,8 @@ impl Settings {
             max_settle_lag: a.max_settle_lag,
             scanners: Arc::new(scanners),
             retention: Retention { clicks_days: a.retain_clicks, deliveries_days: a.retain_deliveries },
+            resolver: a.resolver,
+            recheck_domains: a.recheck_domains.max(Duration::from_millis(100)),
         })
     }
 }
@@ -186,6 +199,13 @@ fn default_public_url(listen: &str) -> String {
         _ => listen.to_string(),
     };
     format!("http://{local}")
+}
+
+/// `--resolver`'s value: `host:port`, or an address for port 53.
+pub fn parse_resolver(raw: &str) -> Result<SocketAddr, String> {
+    raw.parse::<SocketAddr>()
+        .or_else(|_| raw.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+        .map_err(|_| format!("{raw:?} is not an address (127.0.0.1:53, [::1]:5353, or an address for port 53)"))
 }
 
 /// Parses `5s,5m,30m,2h` (units ms, s, m, h, d).
@@ -217,6 +237,13 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_schedule("5x").is_err());
         assert!(parse_schedule("").is_err());
+    }
+
+    #[test]
+    fn resolvers() {
+        assert_eq!(parse_resolver("127.0.0.1:5353").unwrap().to_string(), "127.0.0.1:5353");
+        assert_eq!(parse_resolver("::1").unwrap().to_string(), "[::1]:53");
+        assert!(parse_resolver("dns.example").is_err());
     }
 
     #[test]

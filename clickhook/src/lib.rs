@@ -11,6 +11,7 @@
 //!   bot verdicts and the settler that turns committed clicks into events.
 //! - [`event`]: builds the `link_clicked` element exactly as Woodpecker documents it.
 //! - [`import`]: streaming CSV import, shared by the CLI and the API.
+//! - [`tracking_domains`]: accounts' own link domains, checked in DNS; [`retention`]: pruning.
 //! - [`store`]: the storage interface in parts, and its SQLite and PostgreSQL dialects.
 //! - [`domain`]: types that parse at the edge, and the rules the stores apply.
 //! - [`receive`]: `clickhook receive`, a receiver for trying webhooks out.
@@ -32,3 +33,4 @@ pub mod receive;
 pub mod retention;
 pub mod startup;
 pub mod store;
+pub mod tracking_domains;

@@ -14,12 +14,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::{self, auth::AuthCache, AppState, Shared};
+use crate::click::hosts::{TrackingHosts, HOSTS_POLL};
 use crate::click::token::LinkKeys;
 use crate::click::{settle, ClickShared, ClickState, LinkCache, LINKS_REMOVED_POLL};
 use crate::config::Settings;
 use crate::domain::Millis;
 use crate::http;
 use crate::store::DynStore;
+use crate::tracking_domains::DomainChecker;
 
 pub struct Application {
     listener: TcpListener,
@@ -53,7 +55,10 @@ impl Application {
             links: LinkCache::new(200_000),
             trust_proxy: settings.trust_proxy,
             full_ip: settings.full_ip,
+            hosts: TrackingHosts::new(&settings.public_url),
         });
+        click.hosts.refresh(&store).await?;
+        let domains = Arc::new(DomainChecker::new(store.clone(), &settings.public_url, settings.resolver));
         let settings_body_permits = (settings.max_body_memory / 1024).clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
         let state = AppState::new(Shared {
             store,
@@ -62,6 +67,7 @@ impl Application {
             auth: Arc::new(AuthCache::default()),
             bodies: Arc::new(tokio::sync::Semaphore::new(settings_body_permits)),
             click,
+            domains,
         });
         Ok(Application { listener, admin, state })
     }
@@ -86,6 +92,8 @@ impl Application {
         let workers = vec![
             tokio::spawn(refresh_keys(st.link_keys.clone(), stop_rx.clone())),
             tokio::spawn(forget_removed_links(st.click.clone(), stop_rx.clone())),
+            tokio::spawn(refresh_hosts(st.click.clone(), stop_rx.clone())),
+            tokio::spawn(until_stopped(st.domains.clone().recheck(st.settings.recheck_domains), stop_rx.clone())),
             tokio::spawn(crate::delivery::worker::run(st.store.clone(), st.settings.clone(), stop_rx.clone())),
             tokio::spawn(crate::import::janitor(st.store.clone(), stop_rx.clone())),
             tokio::spawn(crate::retention::run(st.store.clone(), st.settings.retention, stop_rx.clone())),
@@ -166,6 +174,28 @@ async fn forget_removed_links(click: ClickState, mut stop: watch::Receiver<bool>
             }
             _ = stop.changed() => return,
         }
+    }
+}
+
+/// Domains verified or deleted on any node are followed or refused here within [`HOSTS_POLL`].
+async fn refresh_hosts(click: ClickState, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(HOSTS_POLL) => {
+                if let Err(e) = click.hosts.refresh(&click.store).await {
+                    tracing::debug!("cannot read the verified tracking domains: {e}");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Runs `work` until the workers are told to stop.
+async fn until_stopped(work: impl Future<Output = ()>, mut stop: watch::Receiver<bool>) {
+    tokio::select! {
+        _ = work => {}
+        _ = stop.changed() => {}
     }
 }
 

@@ -13,6 +13,7 @@ use super::{parse_time, Api, AppState, JsonBody};
 use crate::click::rewrite;
 use crate::click::token::LinkRef;
 use crate::domain::now_millis;
+use crate::domain::tracking_domain::link_host;
 use crate::domain::{EmailAddress, StepType};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{NewEmail, NewLink, ProspectRef};
@@ -104,8 +105,13 @@ async fn send(
         .filter_map(|(_, d)| d.as_ref().ok())
         .map(|url| NewLink { url: url.clone(), honeypot: false })
         .collect();
+    // Links go on the account's own domain once it is verified, else on --public-url.
+    let base = match link_host(&st.store.tracking_domains(account.id).await?) {
+        Some(domain) => format!("https://{domain}"),
+        None => st.settings.public_url.clone(),
+    };
     if honeypot {
-        links.push(NewLink { url: format!("{}/", st.settings.public_url), honeypot: true });
+        links.push(NewLink { url: format!("{base}/"), honeypot: true });
     }
     if links.len() > 1000 {
         return Err(ApiError::wrong_param("An email may hold at most 1000 tracked links."));
@@ -128,9 +134,7 @@ async fn send(
         .await?;
 
     let tracked: Vec<String> = (1..=sent.links.len() as i64)
-        .map(|link_no| {
-            format!("{}/c/{}", st.settings.public_url, st.link_keys.sign(LinkRef { email_id: sent.id, link_no }))
-        })
+        .map(|link_no| format!("{base}/c/{}", st.link_keys.sign(LinkRef { email_id: sent.id, link_no })))
         .collect();
     // The tracked URL of each link found, in order; none for those left untracked.
     let mut next = tracked.iter();

@@ -12,6 +12,7 @@ pub mod clicks;
 pub mod deliveries;
 pub mod emails;
 pub mod prospects;
+pub mod tracking_domains;
 pub mod webhooks;
 
 use std::collections::HashMap;
@@ -58,6 +59,7 @@ pub struct Shared {
     /// KiB of request bodies being read, at most `--max-body-memory` together.
     pub bodies: Arc<tokio::sync::Semaphore>,
     pub click: ClickState,
+    pub domains: Arc<crate::tracking_domains::DomainChecker>,
 }
 
 impl FromRef<AppState> for ClickState {
@@ -148,12 +150,10 @@ pub fn api() -> Api {
 
 /// What operators watch: on the public address, or on `--admin-listen` alone.
 fn admin() -> Api {
-    Api::new("operations").public(Method::GET, "/healthz", "Liveness and store reachability.", healthz).public(
-        Method::GET,
-        "/metrics",
-        "Prometheus metrics.",
-        metrics,
-    )
+    Api::new("operations")
+        .public(Method::GET, "/healthz", "Liveness and store reachability.", healthz)
+        .public(Method::GET, "/metrics", "Prometheus metrics.", metrics)
+        .merge(tracking_domains::tls_ask())
 }
 
 /// The tracked links: nothing stands between a click and its handler.
@@ -184,6 +184,7 @@ fn service() -> Api {
         .merge(webhooks::router())
         .merge(clicks::router())
         .merge(deliveries::router())
+        .merge(tracking_domains::router())
 }
 
 /// The public router: tracked links, the API, and unless `--admin-listen` moves them, the

@@ -6,6 +6,7 @@
 //! [`settle`], off the request.
 
 pub mod classify;
+pub mod hosts;
 pub mod recent;
 pub mod rewrite;
 pub mod scanners;
@@ -26,6 +27,7 @@ use crate::domain::now_millis;
 use crate::error::ApiError;
 use crate::metrics::METRICS;
 use crate::store::{DynStore, LinkTarget, NewClick, StoreError, StoreResult};
+use hosts::HostAllows;
 use token::{LinkKeys, TokenError};
 
 /// What the click path needs, and nothing else: one `Arc`, since axum clones the state of
@@ -43,6 +45,8 @@ pub struct ClickShared {
     pub trust_proxy: bool,
     /// Keep full client addresses (`--full-ip`).
     pub full_ip: bool,
+    /// The hosts links are followed on.
+    pub hosts: hosts::TrackingHosts,
 }
 
 impl ClickState {
@@ -264,6 +268,10 @@ pub async fn follow(State(st): State<ClickState>, req: Request) -> Response {
     let (method, uri, headers) = (req.method(), req.uri(), req.headers());
     // The raw path, not a decoded one: a percent-encoded token is not the token.
     let token = uri.path().strip_prefix("/c/").unwrap_or_default();
+    let allows = st.hosts.allows(uri, headers, st.trust_proxy);
+    if allows == HostAllows::Nobody {
+        return not_found(headers);
+    }
     let link = match resolve(&st, token).await {
         Ok(Some(link)) => link,
         Ok(None) => return not_found(headers),
@@ -274,6 +282,9 @@ pub async fn follow(State(st): State<ClickState>, req: Request) -> Response {
         }
     };
     let target = &link.target;
+    if allows != HostAllows::Everyone && allows != HostAllows::Account(target.account_id) {
+        return not_found(headers);
+    }
     if !target.honeypot && link.location.is_none() {
         return not_found(headers);
     }

@@ -1,7 +1,8 @@
 //! Storage: the only door to the database, in parts by concern, and its two dialects.
 //!
 //! - [`parts`]: the interface, one trait per concern (accounts and keys; prospects; campaigns,
-//!   emails and links; clicks and settling; delivery), and [`Store`], all of them together.
+//!   emails and links; clicks and settling; delivery; tracking domains), and [`Store`], all of
+//!   them together.
 //! - [`schedule`]: the hints the click path and the settler exchange through the store.
 //! - [`records`]: what goes in and out besides the domain's own types.
 //! - [`rows`] and [`lists`]: how rows become records and how list filters become SQL, written
@@ -27,6 +28,6 @@ pub mod sqlite;
 pub use crate::domain::{now_millis, Millis};
 pub use error::{StoreError, StoreResult};
 pub use open::{backup, open, open_for_serving, Durability};
-pub use parts::{AccountStore, CampaignStore, ClickStore, DeliveryStore, DynStore, ProspectStore, Store};
+pub use parts::{AccountStore, CampaignStore, ClickStore, DeliveryStore, DomainStore, DynStore, ProspectStore, Store};
 pub use records::*;
 pub use schedule::Scheduling;

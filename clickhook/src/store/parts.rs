@@ -14,6 +14,7 @@ use crate::domain::delivery::Subscribed;
 use crate::domain::import::ImportState;
 use crate::domain::prospect::Upserted;
 use crate::domain::retention::EventUse;
+use crate::domain::tracking_domain::{DomainAdded, DomainName, TrackingDomain};
 use crate::domain::{
     Account, AccountPatch, Campaign, CampaignPatch, EmailAddress, Enrollment, EnrollmentKey, EnrollmentPatch, Millis,
     NewAccount, NewCampaign, Prospect, Subscription, SubscriptionStatus,
@@ -142,10 +143,29 @@ pub trait DeliveryStore: Send + Sync {
     async fn prune_events(&self, account_id: i64, floor: i64, before: Millis, limit: i64) -> StoreResult<u64>;
 }
 
+/// Accounts' own tracking domains (`domain::tracking_domain`).
+#[async_trait]
+pub trait DomainStore: Send + Sync {
+    /// Adds a pending domain, unless an account has it or this one has too many.
+    async fn add_tracking_domain(&self, account_id: i64, domain: DomainName) -> StoreResult<DomainAdded>;
+    async fn tracking_domains(&self, account_id: i64) -> StoreResult<Vec<TrackingDomain>>;
+    async fn tracking_domain(&self, account_id: i64, id: i64) -> StoreResult<TrackingDomain>;
+    /// Makes this domain the account's default, and no other.
+    async fn set_default_domain(&self, account_id: i64, id: i64) -> StoreResult<TrackingDomain>;
+    async fn delete_tracking_domain(&self, account_id: i64, id: i64) -> StoreResult<()>;
+    /// Stores what a check made of a domain (`TrackingDomain::checked`).
+    async fn record_domain_check(&self, checked: &TrackingDomain) -> StoreResult<()>;
+    /// Takes up to `limit` domains not checked since `due` (never-checked first), marking
+    /// them checked at `now` so that another node does not take them too.
+    async fn domains_due(&self, due: Millis, now: Millis, limit: i64) -> StoreResult<Vec<TrackingDomain>>;
+    /// Every verified domain, with its account.
+    async fn verified_domains(&self) -> StoreResult<Vec<(String, i64)>>;
+}
+
 /// All parts of a store together.
 #[async_trait]
 pub trait Store:
-    AccountStore + ProspectStore + CampaignStore + ClickStore + DeliveryStore + Scheduling + 'static
+    AccountStore + ProspectStore + CampaignStore + ClickStore + DeliveryStore + DomainStore + Scheduling + 'static
 {
     fn backend(&self) -> &'static str;
 

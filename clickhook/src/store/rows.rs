@@ -15,6 +15,7 @@ use crate::domain::click::Verdict;
 use crate::domain::delivery::{DeliveryState, Subscription, SubscriptionHealth, SubscriptionStatus};
 use crate::domain::import::{ImportState, UndoEntry, UndoKind};
 use crate::domain::prospect::{Interested, Prospect, ProspectStatus, TEXT_FIELDS};
+use crate::domain::tracking_domain::{DomainName, DomainStatus, TrackingDomain};
 use crate::domain::{Account, ClickFilter, Millis, ParseError};
 
 /// A column's value as a dialect reads it.
@@ -295,6 +296,25 @@ pub fn subscription(r: &dyn Columns) -> StoreResult<Subscription> {
         last_success_at: r.opt_int(7)?,
         last_failure_at: r.opt_int(8)?,
         failing_since: r.opt_int(9)?,
+    })
+}
+
+pub const TRACKING_DOMAIN_COLS: &str =
+    "id, account_id, domain, status, is_default, created_at, checked_at, verified_at, failures, last_error";
+
+pub fn tracking_domain(r: &dyn Columns) -> StoreResult<TrackingDomain> {
+    let failures = r.int(8)?;
+    Ok(TrackingDomain {
+        id: r.int(0)?,
+        account_id: r.int(1)?,
+        domain: parsed(r, 2, "tracking domain", DomainName::parse)?,
+        status: parsed(r, 3, "tracking domain status", DomainStatus::parse)?,
+        is_default: r.flag(4)?,
+        created_at: r.int(5)?,
+        checked_at: r.opt_int(6)?,
+        verified_at: r.opt_int(7)?,
+        failures: i32::try_from(failures).map_err(|e| StoreError::corrupt("failures", e))?,
+        last_error: r.opt_text(9)?,
     })
 }
 

@@ -278,7 +278,7 @@ async fn access_log_lines_name_route_status_and_account_only() {
     assert!(!text.contains("/c/"), "tracked links are counted, not logged: {text}");
 }
 
-/// `--admin-listen` moves /metrics and /healthz off the address tracked links use.
+/// `--admin-listen` moves /metrics, /healthz and /tls/ask off the address tracked links use.
 #[tokio::test]
 async fn admin_routes_move_to_their_own_address() {
     if on_postgres() {
@@ -295,6 +295,14 @@ async fn admin_routes_move_to_their_own_address() {
     assert_eq!(status(format!("http://{admin}/metrics")).await, 200);
     assert_eq!(status(format!("{}/metrics", node.base)).await, 404, "not on the public address");
     assert_eq!(status(format!("{}/healthz", node.base)).await, 404, "not on the public address");
+    let code = |url: String| {
+        let client = node.client.clone();
+        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let asked = code(format!("http://{admin}/tls/ask?domain=t.example.com")).await;
+    assert!(asked.contains("E_RECORD_NOT_FOUND"), "asked there, and not verified: {asked}");
+    let public = code(format!("{}/tls/ask?domain=t.example.com", node.base)).await;
+    assert!(public.contains("E_URL_NOT_FOUND"), "not on the public address: {public}");
     assert_eq!(status(format!("http://{admin}/rest/v2/campaigns")).await, 404, "the API stays public");
     let links = node.links(1, 1).await;
     assert_eq!(status(links[0].clone()).await, 302, "tracked links stay public");

@@ -197,6 +197,7 @@ pub fn spawn_app(configure: impl FnOnce(&mut Settings)) -> TestApp {
     settings.listen = "127.0.0.1:0".into();
     settings.public_url = String::new();
     settings.allow_private_targets = true;
+    settings.resolver = Some(crate::dns::dns().addr);
     configure(&mut settings);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

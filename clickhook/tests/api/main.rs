@@ -3,6 +3,7 @@
 //! Most tests share one server (`helpers::shared()`) and isolate themselves by creating
 //! their own account; tests that need other settings or kill processes start their own.
 
+mod dns;
 mod helpers;
 
 mod bad_input;
@@ -20,5 +21,6 @@ mod outage;
 mod prospects;
 mod retention;
 mod tenancy;
+mod tracking_domains;
 mod user_agents;
 mod webhooks;

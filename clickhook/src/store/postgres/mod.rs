@@ -13,6 +13,7 @@ mod campaigns;
 mod click_writer;
 mod clicks;
 mod delivery;
+mod domains;
 mod pool;
 mod prospects;
 
@@ -37,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0005_deletions.sql"),
     include_str!("../../../migrations/postgres/0006_imports.sql"),
     include_str!("../../../migrations/postgres/0007_retention.sql"),
+    include_str!("../../../migrations/postgres/0008_tracking_domains.sql"),
 ];
 
 /// Advisory locks are per database, not per schema: their keys include the schema, so that

@@ -12,6 +12,7 @@ mod backup;
 mod campaigns;
 mod clicks;
 mod delivery;
+mod domains;
 mod prospects;
 mod sql;
 mod writer;
@@ -38,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0004_deletions.sql"),
     include_str!("../../../migrations/sqlite/0005_imports.sql"),
     include_str!("../../../migrations/sqlite/0006_retention.sql"),
+    include_str!("../../../migrations/sqlite/0007_tracking_domains.sql"),
 ];
 
 pub struct SqliteStore {

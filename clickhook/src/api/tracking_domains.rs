@@ -1,0 +1,158 @@
+//! Each account's own tracking domains, and `/tls/ask` for the reverse proxy's on-demand TLS.
+//!
+//! A domain is added pending and checked in DNS at once; it is followed once it resolves to
+//! `--public-url`'s host (`domain::tracking_domain`). The node that changes a domain reads the
+//! verified ones again before it answers; the others within `click::hosts::HOSTS_POLL`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::Auth;
+use super::campaigns::path_id;
+use super::{list_response, Api, AppState, JsonBody, Params};
+use crate::domain::tracking_domain::{
+    record_to_create, DomainAdded, DomainName, Target, TrackingDomain, MAX_DOMAINS_PER_ACCOUNT,
+};
+use crate::error::{ApiError, ApiResult};
+use crate::event::format_time;
+
+pub fn router() -> Api {
+    Api::new("tracking domains")
+        .post(
+            "/rest/v2/tracking_domains",
+            "Add a tracking domain (checked in DNS at once; links use it once verified).",
+            add,
+        )
+        .get("/rest/v2/tracking_domains", "The account's tracking domains with their verification status.", list)
+        .get("/rest/v2/tracking_domains/{id}", "One tracking domain.", get_one)
+        .patch("/rest/v2/tracking_domains/{id}", "Make a domain the account's default for new links.", patch)
+        .post("/rest/v2/tracking_domains/{id}/verify", "Check a domain's DNS now.", verify)
+        .delete(
+            "/rest/v2/tracking_domains/{id}",
+            "Remove a tracking domain; its links stop being followed on it.",
+            delete,
+        )
+}
+
+/// What the reverse proxy asks before it gets a certificate for a host (Caddy's on-demand TLS).
+pub fn tls_ask() -> Api {
+    Api::new("operations")
+        .public(
+            axum::http::Method::GET,
+            "/tls/ask",
+            "200 when ?domain= is a verified tracking domain (on-demand TLS), else 404.",
+            ask,
+        )
+        .query(&["domain"])
+}
+
+fn domain_json(d: &TrackingDomain, target: &Target, tz: &str) -> Value {
+    let (kind, value) = record_to_create(target);
+    json!({
+        "id": d.id,
+        "domain": d.domain.as_str(),
+        "status": d.status,
+        "default": d.is_default,
+        "created": format_time(d.created_at, tz),
+        "checked": d.checked_at.map(|t| format_time(t, tz)),
+        "verified": d.verified_at.map(|t| format_time(t, tz)),
+        "error": d.last_error,
+        "dns": {"type": kind, "name": d.domain.as_str(), "value": value},
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddBody {
+    #[serde(default)]
+    domain: Option<String>,
+}
+
+async fn add(State(st): State<AppState>, Auth(account): Auth, JsonBody(b): JsonBody<AddBody>) -> ApiResult<Response> {
+    let domain = DomainName::parse(b.domain.as_deref().unwrap_or_default())?;
+    if st.domains.is_public_host(&domain) {
+        return Err(ApiError::wrong_param(format!(
+            "{domain} is clickhook's own host (--public-url); links are followed on it already."
+        )));
+    }
+    let added = match st.store.add_tracking_domain(account.id, domain.clone()).await? {
+        DomainAdded::Created(d) => d,
+        DomainAdded::Taken => {
+            return Err(ApiError::conflict("E_WRONG_PARAM", format!("{domain} is already a tracking domain.")))
+        }
+        DomainAdded::TooMany => {
+            return Err(ApiError::conflict(
+                "E_WRONG_PARAM",
+                format!("An account has at most {MAX_DOMAINS_PER_ACCOUNT} tracking domains; delete one first."),
+            ))
+        }
+    };
+    let checked = st.domains.check(added).await?;
+    st.click.hosts.refresh(&st.store).await?;
+    let target = st.domains.target().await;
+    Ok((StatusCode::CREATED, Json(domain_json(&checked, &target, &account.timezone))).into_response())
+}
+
+async fn list(State(st): State<AppState>, Auth(account): Auth) -> ApiResult<Response> {
+    let target = st.domains.target().await;
+    let domains = st.store.tracking_domains(account.id).await?;
+    let items: Vec<Value> = domains.iter().map(|d| domain_json(d, &target, &account.timezone)).collect();
+    Ok(list_response(items.len() as i64, items))
+}
+
+async fn get_one(State(st): State<AppState>, Auth(account): Auth, Path(id): Path<String>) -> ApiResult<Response> {
+    let d = st.store.tracking_domain(account.id, path_id(&id, "tracking domain")?).await?;
+    Ok(Json(domain_json(&d, &st.domains.target().await, &account.timezone)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchBody {
+    default: bool,
+}
+
+async fn patch(
+    State(st): State<AppState>,
+    Auth(account): Auth,
+    Path(id): Path<String>,
+    JsonBody(b): JsonBody<PatchBody>,
+) -> ApiResult<Response> {
+    let id = path_id(&id, "tracking domain")?;
+    if !b.default {
+        return Err(ApiError::wrong_param(
+            "default can only be set to true; make another domain the default to change it.",
+        ));
+    }
+    let d = st.store.set_default_domain(account.id, id).await?;
+    Ok(Json(domain_json(&d, &st.domains.target().await, &account.timezone)).into_response())
+}
+
+async fn verify(State(st): State<AppState>, Auth(account): Auth, Path(id): Path<String>) -> ApiResult<Response> {
+    let d = st.store.tracking_domain(account.id, path_id(&id, "tracking domain")?).await?;
+    let checked = st.domains.check(d).await?;
+    st.click.hosts.refresh(&st.store).await?;
+    Ok(Json(domain_json(&checked, &st.domains.target().await, &account.timezone)).into_response())
+}
+
+async fn delete(State(st): State<AppState>, Auth(account): Auth, Path(id): Path<String>) -> ApiResult<Response> {
+    st.store.delete_tracking_domain(account.id, path_id(&id, "tracking domain")?).await?;
+    st.click.hosts.refresh(&st.store).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn ask(State(st): State<AppState>, params: Params) -> ApiResult<Response> {
+    let raw = params.str("domain").ok_or_else(|| ApiError::required("domain"))?;
+    let domain = DomainName::parse(raw)?;
+    if !st.click.hosts.is_verified(domain.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "E_RECORD_NOT_FOUND",
+            format!("{domain} is not a verified tracking domain."),
+        ));
+    }
+    Ok(Json(json!({"domain": domain.as_str(), "status": "verified"})).into_response())
+}
