@@ -187,3 +187,42 @@ async fn a_delete_on_one_node_reaches_the_others_within_a_second() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A tracking domain verified through one node is followed on the other within moments, and
+/// refused there again once deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_domain_verified_on_one_node_is_followed_on_the_others() {
+    if skipped() {
+        return;
+    }
+    let a = Node::new();
+    let b = a.sibling();
+    let resolver = crate::dns::dns().addr.to_string();
+    let args = ["--resolver", resolver.as_str()];
+    let (_sa, _sb) = tokio::join!(a.start(&args), b.start(&args));
+    let link = a.links(1, 1).await.remove(0);
+    let domain = format!("t{}.nodes.test", std::process::id());
+    crate::dns::dns().set(&domain, vec![crate::dns::Rec::A(std::net::Ipv4Addr::LOCALHOST)]);
+    let added = a.call(reqwest::Method::POST, "/rest/v2/tracking_domains", json!({"domain": domain})).await;
+    assert_eq!(added["status"], "verified", "{added}");
+    let on_b = |host: String| {
+        let (client, url) = (b.client.clone(), link.replace(&a.base, &b.base));
+        async move { client.get(url).header("host", host).send().await.unwrap().status().as_u16() }
+    };
+    let within = |want: u16| {
+        let on_b = &on_b;
+        let domain = domain.clone();
+        async move {
+            let started = Instant::now();
+            while on_b(domain.clone()).await != want {
+                assert!(started.elapsed() < Duration::from_secs(5), "node b never answered {want}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            started.elapsed()
+        }
+    };
+    within(302).await;
+    let id = added["id"].as_i64().unwrap();
+    a.call(reqwest::Method::DELETE, &format!("/rest/v2/tracking_domains/{id}"), Value::Null).await;
+    within(404).await;
+}
