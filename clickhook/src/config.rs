@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, FromArgMatches, Parser};
 
 use crate::click::classify::ScannerLists;
-use crate::domain::retention::Retention;
+use crate::domain::retention::{Keep, Retention};
 use crate::store::Durability;
 
 /// `clickhook serve`'s flags. Each also reads `CLICKHOOK_<FLAG>`.
@@ -81,12 +81,14 @@ pub struct ServeArgs {
     /// isbot's patterns apply either way.
     #[arg(long, env = "CLICKHOOK_SCANNER_LIST")]
     pub scanner_list: Option<PathBuf>,
-    /// Days raw clicks are kept once judged and released (0: forever).
-    #[arg(long, env = "CLICKHOOK_RETAIN_CLICKS", default_value_t = 180, value_name = "DAYS")]
-    pub retain_clicks: u32,
-    /// Days delivered batches, their attempts and the events only they read are kept (0: forever).
-    #[arg(long, env = "CLICKHOOK_RETAIN_DELIVERIES", default_value_t = 30, value_name = "DAYS")]
-    pub retain_deliveries: u32,
+    /// Days raw clicks are kept once judged and released (0: forever; a duration with a unit,
+    /// like 12h, also works).
+    #[arg(long, env = "CLICKHOOK_RETAIN_CLICKS", default_value = "180", value_name = "DAYS", value_parser = parse_keep)]
+    pub retain_clicks: Keep,
+    /// Days delivered batches, their attempts and the events only they read are kept (0:
+    /// forever; a duration with a unit, like 12h, also works).
+    #[arg(long, env = "CLICKHOOK_RETAIN_DELIVERIES", default_value = "30", value_name = "DAYS", value_parser = parse_keep)]
+    pub retain_deliveries: Keep,
     /// The DNS server that checks tracking domains (host:port, or an address for port 53);
     /// without it, the system's resolvers (/etc/resolv.conf).
     #[arg(long, env = "CLICKHOOK_RESOLVER", value_parser = parse_resolver)]
@@ -183,7 +185,7 @@ impl Settings {
             endpoint_concurrency: usize::from(a.endpoint_concurrency),
             max_settle_lag: a.max_settle_lag,
             scanners: Arc::new(scanners),
-            retention: Retention { clicks_days: a.retain_clicks, deliveries_days: a.retain_deliveries },
+            retention: Retention { clicks: a.retain_clicks, deliveries: a.retain_deliveries },
             resolver: a.resolver,
             recheck_domains: a.recheck_domains.max(Duration::from_millis(100)),
         })
@@ -199,6 +201,10 @@ fn default_public_url(listen: &str) -> String {
         _ => listen.to_string(),
     };
     format!("http://{local}")
+}
+
+fn parse_keep(raw: &str) -> Result<Keep, String> {
+    Keep::parse(raw).map_err(|e| e.to_string())
 }
 
 /// `--resolver`'s value: `host:port`, or an address for port 53.

@@ -1,12 +1,12 @@
 //! Pruning old raw rows in the background (`serve --retain-clicks`, `--retain-deliveries`).
 //!
 //! What may go is `domain::retention`'s to say; this runs it: every minute, step after step of
-//! `PRUNE_STEP` rows until nothing due is left. Before each step it waits for a lull in the
-//! clicks (at most `BACKGROUND_PARK`, 2 s): pruning at full speed beside a click load cost that
-//! load a third of its rate (bench/RESULTS.md), while a step per lull keeps up with a backlog
-//! that builds at 500 rows a second of sustained load, and clears it in any quiet minute.
+//! `PRUNE_STEP` rows until nothing due is left. Pruning takes spare CPU only: flat out beside a
+//! saturating click load it cost that load a third of its rate, and at a fixed share of the time
+//! a seventh; waiting for a moment without clicks instead (none comes under a steady load) let it
+//! fall behind any load above 500 clicks a second (bench/RESULTS.md).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -23,7 +23,7 @@ pub struct Pruned {
     pub events: u64,
 }
 
-/// Prunes until `stop`, a pass at start and then every minute.
+/// Prunes until `stop`, a pass at start and then every minute (`Retention::pass_every`).
 pub async fn run(store: DynStore, retention: Retention, mut stop: watch::Receiver<bool>) {
     loop {
         match prune(&store, retention, now_millis()).await {
@@ -31,8 +31,12 @@ pub async fn run(store: DynStore, retention: Retention, mut stop: watch::Receive
             Ok(_) => {}
             Err(e) => tracing::warn!("pruning old rows: {e}"),
         }
+        store.yield_to_clicks().await;
+        if let Err(e) = store.reclaim().await {
+            tracing::warn!("reclaiming the space of deleted rows: {e}");
+        }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = tokio::time::sleep(retention.pass_every()) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
     }
@@ -54,16 +58,28 @@ pub async fn prune(store: &DynStore, retention: Retention, now: Millis) -> Store
     Ok(pruned)
 }
 
-/// Runs `step` until it removes nothing, each step in a lull of the clicks.
+/// While clicks flow, pruning waits this many times as long as its last step took before the
+/// next, so that it holds SQLite's writer a fifth of the time at most.
+const WAIT_PER_STEP_TIME: u32 = 4;
+
+/// Runs `step` until it removes nothing. In a lull of the clicks a step follows the last at
+/// once. While they flow, each step waits for spare CPU (`Scheduling::yield_to_clicks`: a
+/// saturating burst is not slowed) and steps stay short and apart; below saturation pruning
+/// keeps up with any rate the clicks can be settled at.
 async fn steps<F, Fut>(store: &DynStore, mut step: F) -> StoreResult<u64>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = StoreResult<u64>>,
 {
     let mut total = 0;
+    let mut last = Duration::ZERO;
     loop {
-        store.yield_to_clicks().await;
-        match step().await? {
+        store.yield_to_clicks_after(last * WAIT_PER_STEP_TIME).await;
+        let started = Instant::now();
+        let removed = step().await?;
+        last = started.elapsed();
+        tracing::debug!(removed, ms = last.as_secs_f64() * 1000.0, "pruning step");
+        match removed {
             0 => return Ok(total),
             n => total += n,
         }

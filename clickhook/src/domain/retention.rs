@@ -7,30 +7,84 @@
 //! has batched it and no batch that is kept still reads it (a batch's body is rebuilt from its
 //! events, byte for byte).
 
-use super::Millis;
+use super::{Millis, ParseError};
 
 /// Rows removed per transaction: small enough that a step never holds the writer from clicks.
 pub const PRUNE_STEP: i64 = 1000;
 
-const DAY: Millis = 86_400_000;
+/// How long a kind of row is kept: `serve --retain-clicks` and `--retain-deliveries`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    Forever,
+    For(std::time::Duration),
+}
 
-/// `serve --retain-clicks` and `--retain-deliveries`, in days; 0 keeps rows forever.
+impl Keep {
+    /// `180` (days; `0` is forever), or a duration with its unit (`12h`, `90m`, `30d`).
+    pub fn parse(raw: &str) -> Result<Keep, ParseError> {
+        let raw = raw.trim();
+        let invalid = || {
+            ParseError::invalid(format!(
+                "{raw:?} is not a retention: give days (180; 0 keeps forever) or a duration (12h, 90m, 30d)."
+            ))
+        };
+        if let Ok(days) = raw.parse::<u32>() {
+            return Ok(match days {
+                0 => Keep::Forever,
+                d => Keep::For(std::time::Duration::from_secs(u64::from(d) * 86_400)),
+            });
+        }
+        let split = raw.find(|c: char| !c.is_ascii_digit()).filter(|&i| i > 0).ok_or_else(invalid)?;
+        let (n, unit) = raw.split_at(split);
+        let n: u64 = n.parse().map_err(|_| invalid())?;
+        let secs = match unit {
+            "s" => n,
+            "m" => n * 60,
+            "h" => n * 3600,
+            "d" => n * 86_400,
+            _ => return Err(invalid()),
+        };
+        Ok(if secs == 0 { Keep::Forever } else { Keep::For(std::time::Duration::from_secs(secs)) })
+    }
+
+    /// Rows older than this at `now` go; none when kept forever.
+    fn before(self, now: Millis) -> Option<Millis> {
+        match self {
+            Keep::Forever => None,
+            Keep::For(d) => Some(now - Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
-    pub clicks_days: u32,
-    pub deliveries_days: u32,
+    pub clicks: Keep,
+    pub deliveries: Keep,
 }
 
 impl Retention {
     /// Judged, released clicks made before this go (none when kept forever).
     pub fn clicks_before(&self, now: Millis) -> Option<Millis> {
-        (self.clicks_days > 0).then(|| now - i64::from(self.clicks_days) * DAY)
+        self.clicks.before(now)
     }
 
     /// Batches delivered before this go with their attempts, and so may the events only they
     /// read.
     pub fn deliveries_before(&self, now: Millis) -> Option<Millis> {
-        (self.deliveries_days > 0).then(|| now - i64::from(self.deliveries_days) * DAY)
+        self.deliveries.before(now)
+    }
+
+    /// How often to look for rows to prune: every minute, more often when a window is shorter
+    /// than a few minutes.
+    pub fn pass_every(&self) -> std::time::Duration {
+        [self.clicks, self.deliveries]
+            .into_iter()
+            .filter_map(|k| match k {
+                Keep::For(d) => Some(d / 4),
+                Keep::Forever => None,
+            })
+            .fold(std::time::Duration::from_secs(60), std::cmp::Ord::min)
+            .max(std::time::Duration::from_secs(1))
     }
 }
 
@@ -58,11 +112,28 @@ impl EventUse {
 mod tests {
     use super::*;
 
+    const DAY: Millis = 86_400_000;
+
     #[test]
     fn zero_days_keeps_forever() {
-        let r = Retention { clicks_days: 0, deliveries_days: 30 };
+        let r = Retention { clicks: Keep::parse("0").unwrap(), deliveries: Keep::parse("30").unwrap() };
         assert_eq!(r.clicks_before(100 * DAY), None);
         assert_eq!(r.deliveries_before(100 * DAY), Some(70 * DAY));
+        assert_eq!(r.pass_every(), std::time::Duration::from_secs(60));
+    }
+
+    #[test]
+    fn retention_in_days_or_with_a_unit() {
+        let d = |s: &str| Keep::parse(s).unwrap();
+        assert_eq!(d("180"), d("180d"));
+        assert_eq!(d("12h"), Keep::For(std::time::Duration::from_secs(12 * 3600)));
+        assert_eq!(d("0m"), Keep::Forever);
+        for bad in ["", "-1", "2w", "h", "1.5"] {
+            assert!(Keep::parse(bad).is_err(), "{bad:?}");
+        }
+        let short = Retention { clicks: d("2m"), deliveries: d("30") };
+        assert_eq!(short.pass_every(), std::time::Duration::from_secs(30));
+        assert_eq!(short.clicks_before(10 * DAY), Some(10 * DAY - 120_000));
     }
 
     #[test]

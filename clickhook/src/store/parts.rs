@@ -174,6 +174,12 @@ pub trait Store:
         Ok(())
     }
 
+    /// Makes the space of deleted rows reusable, once per pruning pass. SQLite reuses freed
+    /// pages by itself; PostgreSQL needs VACUUM, which autovacuum does unless it is off.
+    async fn reclaim(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
     /// Commits what is queued and stops accepting writes.
     async fn close(&self);
 }

@@ -2,7 +2,7 @@
 //! go, and nothing that has not done its work yet (unjudged or held clicks, failed batches,
 //! events a subscription has not batched or a kept batch still reads).
 
-use clickhook::domain::retention::Retention;
+use clickhook::domain::retention::{Keep, Retention};
 use clickhook::domain::NewAccount;
 use clickhook::retention::{prune, Pruned};
 
@@ -68,7 +68,7 @@ async fn old_rows_go_and_nothing_unfinished_does() {
         sql.exec(&format!("INSERT INTO delivery_attempts (delivery_id, at, latency_ms) VALUES ({d}, 0, 1)")).await;
     }
 
-    let retention = Retention { clicks_days: 180, deliveries_days: 30 };
+    let retention = Retention { clicks: Keep::parse("180").unwrap(), deliveries: Keep::parse("30").unwrap() };
     let pruned = prune(&store, retention, now).await.unwrap();
     assert_eq!(pruned, Pruned { clicks: 1, deliveries: 1, events: 3 });
     let ids = |table: &str| {
@@ -82,7 +82,7 @@ async fn old_rows_go_and_nothing_unfinished_does() {
     // first subscription has not batched it. e4: recent. B has no subscription: its old event goes.
     assert_eq!(ids("events").await, [e[2], e[3], e[4], b_recent], "({b_old} gone)");
     assert_eq!(prune(&store, retention, now).await.unwrap(), Pruned::default(), "a second pass finds nothing");
-    let forever = Retention { clicks_days: 0, deliveries_days: 0 };
+    let forever = Retention { clicks: Keep::Forever, deliveries: Keep::Forever };
     assert_eq!(prune(&store, forever, now + 1_000 * DAY).await.unwrap(), Pruned::default(), "0 keeps rows forever");
     store.close().await;
 }

@@ -16,6 +16,9 @@ use crate::store::schedule::{LastClickCommit, BACKGROUND_PARK};
 /// Upper bound on messages folded into one transaction; keeps commit latency bounded.
 const MAX_GROUP: usize = 4096;
 
+/// A group that takes longer than this holds up every click behind it: logged (debug).
+const SLOW_GROUP: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Background jobs yield to clicks, but never for longer than this.
 const BACKGROUND_MAX_WAIT: std::time::Duration = BACKGROUND_PARK;
 
@@ -294,6 +297,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Msg>, last_click_commit: &La
         if group.is_empty() {
             continue;
         }
+        let started = std::time::Instant::now();
         let began = run_cached(&conn, "BEGIN IMMEDIATE");
         let mut clicks = Vec::new();
         let mut queued = Vec::new();
@@ -331,6 +335,14 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Msg>, last_click_commit: &La
             let _ = conn.execute_batch("ROLLBACK");
         }
         crate::metrics::METRICS.observe_commit(clicks.len() + dones.len());
+        if started.elapsed() > SLOW_GROUP {
+            tracing::debug!(
+                ms = started.elapsed().as_millis() as u64,
+                clicks = clicks.len(),
+                jobs = dones.len(),
+                "slow group commit"
+            );
+        }
         if !clicks.is_empty() {
             last_click_commit.mark();
         }
