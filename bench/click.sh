@@ -97,6 +97,7 @@ PY
 }
 # Warm-up: fill the link cache. Its 302s are counted too, to compare with the stored clicks.
 WARM=$(drive 2s)
+[ "$PRUNE_ROWS" -gt 0 ] && echo "   pruning: $(count "select count(*) from clicks where at = $OLD_AT") of $PRUNE_ROWS old clicks left when the run began"
 CH=$(drive "$DURATION" --latency)
 RSS=$(awk '/VmHWM/ {print $2}' /proc/${SERVERS[0]}/status)
 for s in "${SERVERS[@]}"; do kill -TERM "$s"; wait "$s" || true; done

@@ -1,5 +1,5 @@
 -- wrk script: GET a random tracked link per request; count 302s exactly.
--- usage: wrk ... -s bench/clicks.lua URL -- PATHS_FILE
+-- usage: [PACE_MS=N] wrk ... -s bench/clicks.lua URL -- PATHS_FILE
 local threads = {}
 
 function setup(thread)
@@ -18,6 +18,14 @@ end
 
 -- A browser's user agent: an empty one is judged a bot's, and bot clicks make no webhooks.
 local headers = { ["User-Agent"] = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 Safari/605.1.15" }
+
+-- PACE_MS=N: each connection waits N ms after an answer before its next request (a steady rate).
+local pace = tonumber(os.getenv("PACE_MS") or "")
+if pace and pace > 0 then
+  function delay()
+    return pace
+  end
+end
 
 function request()
   return wrk.format("GET", paths[math.random(#paths)], headers)
