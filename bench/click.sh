@@ -12,6 +12,8 @@
 #   STORE=postgres NODES=2 bench/click.sh   # two nodes on one database, one wrk per node
 #   PRUNE_ROWS=3000000 bench/click.sh  # with that many 200-day-old clicks for retention to prune
 #                                      # meanwhile (it prints how many were left after the run)
+#   PRUNE_ROWS=3000000 SERVE_ARGS="--retain-clicks 0" bench/click.sh   # the same rows, kept: the control
+#   RUST_LOG=debug SERVE_LOG=/tmp/serve bench/click.sh   # keep the server's log, /tmp/serve0.log
 #
 # PostgreSQL itself is not pinned: it runs wherever the scheduler puts it, on either core.
 set -euo pipefail
@@ -67,8 +69,8 @@ fi
 echo "== clickhook ($STORE, $NODES node(s), durability=$DURABILITY, group commit), server on cpu $SERVER_CPU, wrk on cpu $WRK_CPU"
 SERVERS=()
 for n in $(seq 0 $((NODES - 1))); do
-  RUST_LOG=warn taskset -c "$SERVER_CPU" "$BIN" --db "$DB" serve --listen "127.0.0.1:$((PORT + n))" \
-    --public-url "http://127.0.0.1:$PORT" --durability "$DURABILITY" >"$WORK/serve$n.log" 2>&1 &
+  RUST_LOG=${RUST_LOG:-warn} taskset -c "$SERVER_CPU" "$BIN" --db "$DB" serve --listen "127.0.0.1:$((PORT + n))" \
+    --public-url "http://127.0.0.1:$PORT" --durability "$DURABILITY" ${SERVE_ARGS:-} >"${SERVE_LOG:-$WORK/serve}$n.log" 2>&1 &
   SERVERS+=($!)
   [ "$n" -eq 0 ] && wait_up
 done

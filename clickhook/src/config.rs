@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, FromArgMatches, Parser};
 
 use crate::click::classify::ScannerLists;
+use crate::domain::parse_duration;
 use crate::domain::retention::{Keep, Retention};
 use crate::store::Durability;
 
@@ -217,20 +218,6 @@ pub fn parse_resolver(raw: &str) -> Result<SocketAddr, String> {
 /// Parses `5s,5m,30m,2h` (units ms, s, m, h, d).
 pub fn parse_schedule(s: &str) -> Result<Schedule, String> {
     s.split(',').map(|p| parse_duration(p.trim())).collect::<Result<_, _>>().map(Schedule)
-}
-
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().map_err(|_| format!("bad duration {s:?}: expected a number and a unit, like 5s"))?;
-    Ok(match unit {
-        "ms" => Duration::from_millis(n),
-        "s" | "" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        "d" => Duration::from_secs(n * 86_400),
-        _ => return Err(format!("bad duration unit in {s:?}: use ms, s, m, h or d")),
-    })
 }
 
 #[cfg(test)]

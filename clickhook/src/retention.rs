@@ -1,10 +1,11 @@
 //! Pruning old raw rows in the background (`serve --retain-clicks`, `--retain-deliveries`).
 //!
 //! What may go is `domain::retention`'s to say; this runs it: every minute, step after step of
-//! `PRUNE_STEP` rows until nothing due is left. Pruning takes spare CPU only: flat out beside a
-//! saturating click load it cost that load a third of its rate, and at a fixed share of the time
-//! a seventh; waiting for a moment without clicks instead (none comes under a steady load) let it
-//! fall behind any load above 500 clicks a second (bench/RESULTS.md).
+//! `PRUNE_STEP` rows until nothing due is left, or the server stops. While clicks flow, pruning
+//! takes spare CPU only: flat out beside a saturating click load it cost that load a third of
+//! its rate, and at a fixed share of the time a seventh; waiting for a moment without clicks
+//! instead (none comes under a steady load) let it fall behind any load above 500 clicks a
+//! second (bench/RESULTS.md).
 
 use std::time::{Duration, Instant};
 
@@ -26,7 +27,7 @@ pub struct Pruned {
 /// Prunes until `stop`, a pass at start and then every minute (`Retention::pass_every`).
 pub async fn run(store: DynStore, retention: Retention, mut stop: watch::Receiver<bool>) {
     loop {
-        match prune(&store, retention, now_millis()).await {
+        match prune_until(&store, retention, now_millis(), &|| *stop.borrow()).await {
             Ok(p) if p != Pruned::default() => tracing::info!(?p, "old rows pruned"),
             Ok(_) => {}
             Err(e) => tracing::warn!("pruning old rows: {e}"),
@@ -44,15 +45,26 @@ pub async fn run(store: DynStore, retention: Retention, mut stop: watch::Receive
 
 /// One pass, as if it were `now`: everything due goes.
 pub async fn prune(store: &DynStore, retention: Retention, now: Millis) -> StoreResult<Pruned> {
+    prune_until(store, retention, now, &|| false).await
+}
+
+/// One pass that ends early, between two steps, once `stopped` (the server shuts down).
+async fn prune_until(
+    store: &DynStore,
+    retention: Retention,
+    now: Millis,
+    stopped: &(dyn Fn() -> bool + Sync),
+) -> StoreResult<Pruned> {
     let mut pruned = Pruned::default();
     if let Some(before) = retention.clicks_before(now) {
-        pruned.clicks = steps(store, || store.prune_clicks(before, PRUNE_STEP)).await?;
+        pruned.clicks = steps(store, stopped, || store.prune_clicks(before, PRUNE_STEP)).await?;
     }
     if let Some(before) = retention.deliveries_before(now) {
-        pruned.deliveries = steps(store, || store.prune_deliveries(before, PRUNE_STEP)).await?;
+        pruned.deliveries = steps(store, stopped, || store.prune_deliveries(before, PRUNE_STEP)).await?;
         for account in store.list_accounts().await? {
             let floor = store.event_use(account.id).await?.floor();
-            pruned.events += steps(store, || store.prune_events(account.id, floor, before, PRUNE_STEP)).await?;
+            pruned.events +=
+                steps(store, stopped, || store.prune_events(account.id, floor, before, PRUNE_STEP)).await?;
         }
     }
     Ok(pruned)
@@ -63,18 +75,18 @@ pub async fn prune(store: &DynStore, retention: Retention, now: Millis) -> Store
 const WAIT_PER_STEP_TIME: u32 = 4;
 
 /// Runs `step` until it removes nothing. In a lull of the clicks a step follows the last at
-/// once. While they flow, each step waits for spare CPU (`Scheduling::yield_to_clicks`: a
-/// saturating burst is not slowed) and steps stay short and apart; below saturation pruning
-/// keeps up with any rate the clicks can be settled at.
-async fn steps<F, Fut>(store: &DynStore, mut step: F) -> StoreResult<u64>
+/// once. While they flow, each step waits for spare CPU and a writer with time to spare
+/// (`Scheduling::defer_to_clicks`: a saturating burst is not slowed) and steps stay short and
+/// apart; below saturation pruning keeps up with any rate the clicks can be settled at.
+async fn steps<F, Fut>(store: &DynStore, stopped: &(dyn Fn() -> bool + Sync), mut step: F) -> StoreResult<u64>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = StoreResult<u64>>,
 {
     let mut total = 0;
     let mut last = Duration::ZERO;
-    loop {
-        store.yield_to_clicks_after(last * WAIT_PER_STEP_TIME).await;
+    while !stopped() {
+        store.defer_to_clicks(last * WAIT_PER_STEP_TIME).await;
         let started = Instant::now();
         let removed = step().await?;
         last = started.elapsed();
@@ -84,4 +96,5 @@ where
             n => total += n,
         }
     }
+    Ok(total)
 }

@@ -34,17 +34,8 @@ impl Keep {
                 d => Keep::For(std::time::Duration::from_secs(u64::from(d) * 86_400)),
             });
         }
-        let split = raw.find(|c: char| !c.is_ascii_digit()).filter(|&i| i > 0).ok_or_else(invalid)?;
-        let (n, unit) = raw.split_at(split);
-        let n: u64 = n.parse().map_err(|_| invalid())?;
-        let secs = match unit {
-            "s" => n,
-            "m" => n * 60,
-            "h" => n * 3600,
-            "d" => n * 86_400,
-            _ => return Err(invalid()),
-        };
-        Ok(if secs == 0 { Keep::Forever } else { Keep::For(std::time::Duration::from_secs(secs)) })
+        let d = super::parse_duration(raw).map_err(|_| invalid())?;
+        Ok(if d.is_zero() { Keep::Forever } else { Keep::For(d) })
     }
 
     /// Rows older than this at `now` go; none when kept forever.

@@ -5,6 +5,7 @@
 //! that its writes stop yielding; and nodes sharing a database elect the one that settles.
 
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -43,57 +44,131 @@ pub trait Scheduling: Send + Sync {
         false
     }
 
-    /// Called by background work before each round while it is not behind: returns at once
-    /// while no clicks flow or the process has CPU to spare, else once it has, or after at most
+    /// Called by settling before each round while it is not behind: returns at once while no
+    /// clicks flow or the process has CPU to spare, else once it has, or after at most
     /// [`BACKGROUND_PARK`]: a burst that saturates the machine is not slowed down by settling
     /// (which catches up afterwards), and a steady load below that is settled as it comes.
     async fn yield_to_clicks(&self) {
-        self.yield_to_clicks_after(Duration::ZERO).await
+        wait_for_spare(self, Duration::ZERO, Look::Process).await
     }
 
-    /// The same, waiting `at_least` first while clicks flow (background work that keeps its
-    /// share of the time small while it is not needed at once).
-    async fn yield_to_clicks_after(&self, at_least: Duration) {
-        if !self.clicks_flowing() {
-            return;
+    /// Called before each step by work that can wait hours (pruning): while clicks flow it
+    /// waits `at_least`, then for as long as the cores the process runs on are busy, whoever
+    /// keeps them busy, or at most [`BACKGROUND_PARK`]. The process's own CPU time misses the
+    /// kernel's network work for its sockets: in a saturating burst on one core the process
+    /// used 40–70% of it, the kernel most of the rest, and idle was 12%.
+    async fn defer_to_clicks(&self, at_least: Duration) {
+        wait_for_spare(self, at_least, Look::Cores).await
+    }
+}
+
+async fn wait_for_spare<S: Scheduling + ?Sized>(store: &S, at_least: Duration, what: Look) {
+    if !store.clicks_flowing() {
+        return;
+    }
+    let until = Instant::now() + BACKGROUND_PARK;
+    let mut look = what.start();
+    tokio::time::sleep(at_least.max(what.span())).await;
+    while store.clicks_flowing() && look.share() > BUSY && Instant::now() < until {
+        look = what.start();
+        tokio::time::sleep(what.span()).await;
+    }
+}
+
+/// Busy above this share: background work then waits.
+const BUSY: f64 = 0.7;
+
+/// Which CPU time background work looks at to see whether clicks need the CPU.
+#[derive(Clone, Copy)]
+enum Look {
+    /// The process's own, against the cores it may use (affinity and cgroup quota): read to the
+    /// nanosecond, so a look is short.
+    Process,
+    /// Every task's on the cores of the process's affinity, kernel work included (`/proc/stat`):
+    /// counted in ticks of 10 ms, so a look is long.
+    Cores,
+}
+
+impl Look {
+    fn span(self) -> Duration {
+        match self {
+            Look::Process => Duration::from_millis(5),
+            Look::Cores => Duration::from_millis(100),
         }
-        let until = Instant::now() + BACKGROUND_PARK;
-        let mut look = CpuLook::start();
-        tokio::time::sleep(at_least.max(CpuLook::SPAN)).await;
-        while self.clicks_flowing() && look.share() > CpuLook::BUSY && Instant::now() < until {
-            look = CpuLook::start();
-            tokio::time::sleep(CpuLook::SPAN).await;
+    }
+
+    fn start(self) -> CpuLook {
+        CpuLook { at: Instant::now(), what: self, used: self.used() }
+    }
+
+    /// CPU time used so far, and how many cores it is spread over.
+    fn used(self) -> (Duration, f64) {
+        match self {
+            Look::Process => (process_cpu(), *CORES),
+            Look::Cores => cores_busy().map_or((Duration::ZERO, 1.0), |busy| (busy, AFFINITY.len() as f64)),
         }
     }
 }
 
-/// The share of the CPU it may use (the cores of its affinity and cgroup quota) that the
-/// process used since a moment: whether background work would take the clicks' CPU.
-pub struct CpuLook {
+/// A look at CPU time from a moment on.
+struct CpuLook {
     at: Instant,
-    cpu: Duration,
+    what: Look,
+    used: (Duration, f64),
 }
 
 impl CpuLook {
-    /// Busy above this share: background work then waits.
-    pub const BUSY: f64 = 0.7;
-    /// How long one look lasts.
-    pub const SPAN: Duration = Duration::from_millis(5);
-
-    pub fn start() -> Self {
-        CpuLook { at: Instant::now(), cpu: process_cpu() }
-    }
-
-    pub fn share(&self) -> f64 {
+    /// The share of the CPU used since the look began.
+    fn share(&self) -> f64 {
         let wall = self.at.elapsed().as_secs_f64();
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get) as f64;
-        let used = process_cpu().saturating_sub(self.cpu).as_secs_f64();
+        let (now, cores) = self.what.used();
         if wall <= 0.0 {
-            0.0
-        } else {
-            used / wall / cores
+            return 0.0;
         }
+        now.saturating_sub(self.used.0).as_secs_f64() / wall / cores
     }
+}
+
+/// Cores this process may use (affinity and cgroup quota); read once, as the std call reads
+/// the cgroup files each time.
+static CORES: LazyLock<f64> = LazyLock::new(|| std::thread::available_parallelism().map_or(1, |n| n.get()) as f64);
+
+/// The cores of this process's affinity, read once.
+static AFFINITY: LazyLock<Vec<usize>> = LazyLock::new(|| {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity writes at most its size.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
+        return Vec::new();
+    }
+    (0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect()
+});
+
+/// Time the cores of [`AFFINITY`] spent on anything but idling, from `/proc/stat`.
+fn cores_busy() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks = busy_ticks(&stat, &AFFINITY)?;
+    // USER_HZ, the unit of /proc/stat, is 100 on every Linux architecture.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// Ticks the given cores spent busy (all but `idle` and `iowait`), from `/proc/stat` text.
+fn busy_ticks(stat: &str, cores: &[usize]) -> Option<u64> {
+    let mut busy = 0;
+    let mut seen = 0;
+    for line in stat.lines() {
+        let mut fields = line.split_ascii_whitespace();
+        let Some(core) = fields.next().and_then(|f| f.strip_prefix("cpu")).and_then(|n| n.parse::<usize>().ok()) else {
+            continue;
+        };
+        if !cores.contains(&core) {
+            continue;
+        }
+        let ticks: Vec<u64> = fields.filter_map(|f| f.parse().ok()).collect();
+        let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+        busy += ticks.iter().take(8).sum::<u64>().saturating_sub(idle);
+        seen += 1;
+    }
+    (seen > 0).then_some(busy)
 }
 
 /// CPU time the process has used, all threads together.
@@ -121,5 +196,21 @@ impl LastClickCommit {
 
     pub fn flowing(&self) -> bool {
         now_millis() - self.0.load(Ordering::Relaxed) < Self::FLOWING_MS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::busy_ticks;
+
+    #[test]
+    fn busy_ticks_of_the_given_cores() {
+        let stat = "cpu  100 0 100 1000 10 0 50 0 0 0\n\
+                    cpu0 10 0 20 300 5 0 30 1 0 0\n\
+                    cpu1 90 0 80 700 5 0 20 0 0 0\n\
+                    intr 12345\n";
+        assert_eq!(busy_ticks(stat, &[0]), Some(10 + 20 + 30 + 1));
+        assert_eq!(busy_ticks(stat, &[0, 1]), Some(61 + 90 + 80 + 20));
+        assert_eq!(busy_ticks(stat, &[7]), None);
     }
 }
