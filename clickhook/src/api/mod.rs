@@ -289,21 +289,14 @@ async fn metrics(State(st): State<AppState>) -> Response {
     let backlog = st.store.backlog().await.unwrap_or_default();
     let now = crate::domain::now_millis();
     let oldest = backlog.iter().filter_map(|b| b.oldest_at).min().map(|t| (now - t).max(0) / 1000).unwrap_or(0);
-    let body = crate::metrics::METRICS.render(&[
-        ("clickhook_outbox_pending_clicks", "Clicks waiting for their verdict and event.", depth.clicks_pending),
-        ("clickhook_events_total", "link_clicked events written to the outbox.", depth.events_total),
-        ("clickhook_oldest_undelivered_event_seconds", "Age of the oldest event not yet delivered.", oldest),
-    ]);
-    let mut body = body;
-    body.push_str("# HELP clickhook_delivery_backlog_events Events not yet delivered, by subscription.\n");
-    body.push_str("# TYPE clickhook_delivery_backlog_events gauge\n");
-    for b in &backlog {
-        body.push_str(&format!(
-            "clickhook_delivery_backlog_events{{subscription=\"{}\"}} {}\n",
-            b.subscription_id, b.events
-        ));
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+    let backlog: Vec<(i64, i64)> = backlog.iter().map(|b| (b.subscription_id, b.events)).collect();
+    let body = crate::metrics::render(&crate::metrics::StoreReading {
+        backend: st.store.backend(),
+        clicks_pending: depth.clicks_pending,
+        oldest_undelivered_seconds: oldest,
+        backlog: &backlog,
+    });
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
 }
 
 async fn openapi_json() -> Response {

@@ -165,7 +165,7 @@ const NOT_FOUND_PAGE: &str = "<!doctype html><meta charset=utf-8><title>Link not
     <p>This link is not valid. If you copied it, check that it is complete.</p>\n";
 
 fn not_found(headers: &HeaderMap) -> Response {
-    METRICS.invalid_tokens.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    METRICS.invalid_tokens.inc();
     let error = ApiError::new(
         StatusCode::NOT_FOUND,
         "E_LINK_NOT_FOUND",
@@ -277,7 +277,7 @@ pub async fn follow(State(st): State<ClickState>, req: Request) -> Response {
         Ok(None) => return not_found(headers),
         Err(e) => {
             tracing::warn!("link not looked up: {e}");
-            METRICS.click_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            METRICS.click_failures.inc();
             return unavailable(headers);
         }
     };
@@ -305,10 +305,10 @@ pub async fn follow(State(st): State<ClickState>, req: Request) -> Response {
     if let Err(e) = st.store.record_click(click).await {
         // Never redirect a click that was not stored.
         tracing::warn!("click not stored: {e}");
-        METRICS.click_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        METRICS.click_failures.inc();
         return unavailable(headers);
     }
-    METRICS.clicks_recorded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    METRICS.clicks_recorded.inc();
     let res = match &link.location {
         Some(location) if !target.honeypot => {
             let mut res = Response::new(Body::empty());

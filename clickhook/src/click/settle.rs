@@ -21,7 +21,6 @@
 //! judge or release a click twice.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -111,7 +110,7 @@ pub async fn run(store: DynStore, lists: Arc<ScannerLists>, max_lag: Millis, mut
                         if behind { "fell behind" } else { "caught up with" }
                     );
                     store.settle_urgently(behind);
-                    METRICS.settling_behind.store(u64::from(behind), Relaxed);
+                    METRICS.settling_behind.set(i64::from(behind));
                 }
                 round.moved
             }
@@ -329,10 +328,12 @@ async fn release(store: &DynStore, frontier: Millis, batch: i64) -> StoreResult<
         })
         .collect();
     let humans = releases.iter().filter(|r| r.human).count() as u64;
+    let events = releases.iter().filter(|r| r.event.is_some()).count() as u64;
     let n = releases.len();
     store.release_clicks(releases).await?;
-    METRICS.clicks_human.fetch_add(humans, Relaxed);
-    METRICS.clicks_bot.fetch_add(n as u64 - humans, Relaxed);
+    METRICS.clicks_human.inc_by(humans);
+    METRICS.clicks_bot.inc_by(n as u64 - humans);
+    METRICS.events_written.inc_by(events);
     Ok(n)
 }
 

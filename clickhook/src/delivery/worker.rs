@@ -211,13 +211,9 @@ pub async fn run(store: DynStore, settings: Arc<Settings>, mut shutdown: watch::
                 }
                 METRICS.delivery_seconds.observe(r.latency.as_secs_f64());
                 match outcome {
-                    AttemptOutcome::Delivered => {
-                        METRICS.deliveries_ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                    }
-                    AttemptOutcome::Exhausted => {
-                        METRICS.deliveries_exhausted.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                    }
-                    _ => METRICS.deliveries_failed_attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                    AttemptOutcome::Delivered => METRICS.deliveries_ok.inc(),
+                    AttemptOutcome::Exhausted => METRICS.deliveries_exhausted.inc(),
+                    _ => METRICS.deliveries_failed_attempts.inc(),
                 };
                 let attempt = Attempt {
                     delivery_id: c.id,

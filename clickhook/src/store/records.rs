@@ -336,5 +336,4 @@ pub struct Backlog {
 pub struct OutboxDepth {
     /// Clicks not yet judged, or judged and held for their burst window.
     pub clicks_pending: i64,
-    pub events_total: i64,
 }

@@ -253,6 +253,39 @@ async fn bot_signals_and_settings() {
     assert_eq!(value("clickhook_outbox_pending_clicks"), 0.0, "{metrics}");
     // No test server is anywhere near a minute behind.
     assert_eq!(value("clickhook_settling_behind"), 0.0, "{metrics}");
+    assert!(value("clickhook_events_total") >= 2.0, "{metrics}");
+    assert!(metrics.contains("# TYPE clickhook_events counter\n"), "a counter, not a gauge: {metrics}");
+    assert!(value("process_resident_memory_bytes") > 0.0, "{metrics}");
+    assert!(metrics.contains(&format!("clickhook_build_info{{version=\"{}\"", env!("CARGO_PKG_VERSION"))));
+    assert_valid_openmetrics(&metrics);
+}
+
+/// Prometheus's own Python client parses the exposition (installed by .ci/run; required under CI).
+fn assert_valid_openmetrics(text: &str) {
+    use std::io::Write;
+    let parse = "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as p\n\
+                 print(len(list(p(sys.stdin.read()))))";
+    let probe = std::process::Command::new("python3").args(["-c", "import prometheus_client"]).status();
+    if !probe.is_ok_and(|s| s.success()) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs Python's prometheus-client (pip install prometheus-client)"
+        );
+        eprintln!("skipped: the OpenMetrics parse (Python's prometheus-client is not installed)");
+        return;
+    }
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", parse])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "not OpenMetrics: {}\n{text}", String::from_utf8_lossy(&out.stderr));
+    let families: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(families >= 15, "{families} metric families parsed");
 }
 
 #[tokio::test]

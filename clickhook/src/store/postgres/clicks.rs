@@ -213,9 +213,9 @@ impl ClickStore for PgStore {
         let c = self.pool.get().await?;
         let sql = "SELECT (SELECT count(*) FROM clicks WHERE verdict IS NULL) \
                    + (SELECT coalesce(sum(clicks), 0) FROM click_groups) \
-                   + (SELECT count(*) FROM clicks WHERE verdict IS NOT NULL AND NOT released), (SELECT count(*) FROM events)";
+                   + (SELECT count(*) FROM clicks WHERE verdict IS NOT NULL AND NOT released)";
         let r = c.query_one(sql, &[]).await.map_err(pg)?;
-        Ok(OutboxDepth { clicks_pending: r.get(0), events_total: r.get(1) })
+        Ok(OutboxDepth { clicks_pending: r.get(0) })
     }
 
     async fn prune_clicks(&self, before: Millis, limit: i64) -> StoreResult<u64> {
