@@ -19,8 +19,8 @@ pub struct ServeArgs {
     /// The address to listen on (host:port).
     #[arg(long, env = "CLICKHOOK_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// Serve /metrics and /healthz on this address only (host:port), off the public one that
-    /// tracked links use; without it they are on --listen.
+    /// Serve /metrics, /healthz, /docs and /tls/ask on this address only (host:port), off the
+    /// public one that tracked links use; without it they are on --listen.
     #[arg(long, env = "CLICKHOOK_ADMIN_LISTEN")]
     pub admin_listen: Option<String>,
     /// Base URL of tracked links, as recipients reach this service (default: http:// and the

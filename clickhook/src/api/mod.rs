@@ -10,6 +10,7 @@ pub mod auth;
 pub mod campaigns;
 pub mod clicks;
 pub mod deliveries;
+pub mod docs;
 pub mod emails;
 pub mod prospects;
 pub mod tracking_domains;
@@ -148,11 +149,13 @@ pub fn api() -> Api {
     tracked_links().merge(admin()).merge(service())
 }
 
-/// What operators watch: on the public address, or on `--admin-listen` alone.
+/// What operators watch, and the API reference: on the public address, or on `--admin-listen`
+/// alone.
 fn admin() -> Api {
     Api::new("operations")
         .public(Method::GET, "/healthz", "Liveness and store reachability.", healthz)
         .public(Method::GET, "/metrics", "Prometheus metrics.", metrics)
+        .merge(docs::router())
         .merge(tracking_domains::tls_ask())
 }
 

@@ -278,7 +278,7 @@ async fn access_log_lines_name_route_status_and_account_only() {
     assert!(!text.contains("/c/"), "tracked links are counted, not logged: {text}");
 }
 
-/// `--admin-listen` moves /metrics, /healthz and /tls/ask off the address tracked links use.
+/// `--admin-listen` moves /metrics, /healthz, /docs and /tls/ask off the address tracked links use.
 #[tokio::test]
 async fn admin_routes_move_to_their_own_address() {
     if on_postgres() {
@@ -295,6 +295,9 @@ async fn admin_routes_move_to_their_own_address() {
     assert_eq!(status(format!("http://{admin}/metrics")).await, 200);
     assert_eq!(status(format!("{}/metrics", node.base)).await, 404, "not on the public address");
     assert_eq!(status(format!("{}/healthz", node.base)).await, 404, "not on the public address");
+    assert_eq!(status(format!("http://{admin}/docs")).await, 200);
+    assert_eq!(status(format!("http://{admin}/docs/openapi.json")).await, 200);
+    assert_eq!(status(format!("{}/docs", node.base)).await, 404, "not on the public address");
     let code = |url: String| {
         let client = node.client.clone();
         async move { client.get(url).send().await.unwrap().text().await.unwrap() }

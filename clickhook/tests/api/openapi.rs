@@ -26,7 +26,10 @@ async fn document_matches_the_router() {
         let url = format!(
             "{}{}",
             app.base,
-            path.replace("{id}", "1").replace("{prospect_id}", "1").replace("{token}", "AAAAAAAAAAAAAAAAAAAAAA")
+            path.replace("{id}", "1")
+                .replace("{prospect_id}", "1")
+                .replace("{token}", "AAAAAAAAAAAAAAAAAAAAAA")
+                .replace("{file}", "init.js")
         );
         let r = app.client.request(method.parse().unwrap(), &url).send().await.unwrap();
         assert_ne!(r.status(), 405, "{method} {path}");
@@ -36,4 +39,41 @@ async fn document_matches_the_router() {
     // And something undocumented is not served.
     let r = app.client.get(format!("{}/rest/v1/secret", app.base)).send().await.unwrap();
     assert_eq!(r.status(), 404);
+}
+
+/// The reference at /docs is served whole from the binary: every file it loads is its own.
+#[tokio::test]
+async fn docs_are_served_from_the_binary() {
+    let app = shared();
+    let get = |path: &str| app.client.get(format!("{}{path}", app.base)).send();
+    let page = get("/docs").await.unwrap();
+    assert_eq!(page.status(), 200);
+    let policy = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(policy.contains("default-src 'self'") && !policy.contains("script-src"), "{policy}");
+    let html = page.text().await.unwrap();
+    assert!(!html.contains("http"), "nothing from elsewhere: {html}");
+    assert!(!html.contains("<script>"), "no inline script: {html}");
+    let mut loaded = Vec::new();
+    for attr in ["src=\"", "href=\""] {
+        for part in html.split(attr).skip(1) {
+            loaded.push(part.split('"').next().unwrap().to_string());
+        }
+    }
+    assert_eq!(loaded, ["/docs/swagger-ui-bundle.js", "/docs/init.js", "/docs/swagger-ui.css"]);
+    for path in &loaded {
+        let r = get(path).await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert!(r.bytes().await.unwrap().len() > 100, "{path}");
+    }
+    let bundle = get("/docs/swagger-ui-bundle.js").await.unwrap();
+    assert!(bundle.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    assert!(bundle.text().await.unwrap().contains("SwaggerUIBundle"));
+    let init = get("/docs/init.js").await.unwrap().text().await.unwrap();
+    assert!(init.contains("\"/docs/openapi.json\""), "{init}");
+    let doc = get("/docs/openapi.json").await.unwrap().text().await.unwrap();
+    let served = get("/openapi.json").await.unwrap().text().await.unwrap();
+    assert_eq!(doc, served, "the reference shows the document the API serves");
+    let missing = get("/docs/elsewhere.js").await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert!(missing.text().await.unwrap().contains("E_URL_NOT_FOUND"));
 }
