@@ -19,6 +19,7 @@ pub fn router() -> Api {
     Api::new("account")
         .get("/rest/v2/account", "The account of the API key: settings and keys (prefixes only).", get_account)
         .patch("/rest/v2/account", "Change name, timezone, snippet_labels or click_filter (merged).", patch_account)
+        .body::<AccountBody>()
 }
 
 async fn account_json(st: &AppState, a: &Account) -> ApiResult<Value> {
@@ -47,7 +48,7 @@ async fn get_account(State(st): State<AppState>, Auth(account): Auth) -> ApiResu
     Ok(Json(account_json(&st, &account).await?).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AccountBody {
     #[serde(default)]

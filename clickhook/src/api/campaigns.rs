@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::Auth;
-use super::{parse_time, woodpecker_list_response, Api, AppState, JsonBody, Params};
+use super::{parse_time, woodpecker_list_response, Api, AppState, JsonBody, Kind, Param, Params};
 use crate::domain::{Campaign, CampaignPatch, Enrollment, EnrollmentKey, EnrollmentPatch, NewCampaign, Step};
 use crate::domain::{CampaignStatus, EmailAddress, StepType};
 use crate::error::{ApiError, ApiResult};
@@ -17,17 +17,27 @@ use crate::event::format_time;
 pub fn router() -> Api {
     Api::new("campaigns")
         .get("/rest/v1/campaign_list", "Woodpecker's campaign list; filters status and id.", campaign_list)
-        .query(&["status", "id"])
+        .query(
+            const {
+                &[
+                    Param::new("status", Kind::OneOf(CampaignStatus::WIRE), "Campaigns in this status."),
+                    Param::new("id", Kind::Ids, "Campaigns with these ids."),
+                ]
+            },
+        )
         .post("/rest/v2/campaigns", "Create a campaign with its mailboxes and ordered steps.", create)
+        .body::<CampaignBody>()
         .get("/rest/v2/campaigns", "List campaigns.", list)
         .get("/rest/v2/campaigns/{id}", "One campaign.", get_one)
         .patch("/rest/v2/campaigns/{id}", "Change name, status, mailboxes or steps.", patch)
+        .body::<CampaignBody>()
         .delete("/rest/v2/campaigns/{id}", "Delete a campaign, its enrollments, emails and links.", delete)
         .patch(
             "/rest/v2/campaigns/{id}/prospects/{prospect_id}",
             "Move an enrolled prospect to a step or set followup_after.",
             patch_enrollment,
         )
+        .body::<EnrollmentBody>()
 }
 
 pub fn path_id(raw: &str, what: &str) -> ApiResult<i64> {
@@ -76,7 +86,7 @@ async fn campaign_list(State(st): State<AppState>, Auth(account): Auth, params: 
     Ok(woodpecker_list_response(items.len() as i64, items))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct StepBody {
     #[serde(rename = "type", default)]
@@ -85,7 +95,7 @@ struct StepBody {
     track_links: bool,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CampaignBody {
     #[serde(default)]
@@ -199,7 +209,7 @@ async fn delete(State(st): State<AppState>, Auth(account): Auth, Path(id): Path<
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EnrollmentBody {
     #[serde(default)]

@@ -5,7 +5,7 @@ use axum::response::Response;
 use serde_json::json;
 
 use super::auth::Auth;
-use super::{list_response, Api, AppState, Params};
+use super::{list_response, Api, AppState, Kind, Param, Params};
 use crate::domain::Verdict;
 use crate::error::{ApiError, ApiResult};
 use crate::event::format_time;
@@ -18,7 +18,25 @@ pub fn router() -> Api {
             "List clicks, newest first: campaign_id, prospect_id, verdict (human, bot, pending), since, until; paged.",
             list,
         )
-        .query(&["page", "per_page", "campaign_id", "campaign", "prospect_id", "prospect", "verdict", "since", "until"])
+        .query(
+            const {
+                &[
+                    Param::PAGE,
+                    Param::per_page(1000),
+                    Param::new("campaign_id", Kind::Integer, "Clicks on this campaign's emails."),
+                    Param::new("campaign", Kind::Integer, "The same as campaign_id."),
+                    Param::new("prospect_id", Kind::Integer, "Clicks of this prospect."),
+                    Param::new("prospect", Kind::Integer, "The same as prospect_id."),
+                    Param::new(
+                        "verdict",
+                        Kind::OneOf(&["human", "bot", "pending"]),
+                        "Only clicks judged so, or not yet.",
+                    ),
+                    Param::since("Clicks at or after this time."),
+                    Param::until("Clicks before this time."),
+                ]
+            },
+        )
 }
 
 async fn list(State(st): State<AppState>, Auth(account): Auth, params: Params) -> ApiResult<Response> {

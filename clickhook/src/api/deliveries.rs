@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::auth::Auth;
 use super::campaigns::path_id;
 use super::webhooks::{new_secret, subscription_json};
-use super::{list_response, Api, AppState, Params};
+use super::{list_response, Api, AppState, Kind, Param, Params};
 use crate::domain::{now_millis, DeliveryState, SubscriptionStatus};
 use crate::error::{ApiError, ApiResult};
 use crate::event::format_time;
@@ -35,7 +35,18 @@ pub fn router() -> Api {
             "The delivery log with every attempt: subscription_id, status, since, until; paged.",
             list,
         )
-        .query(&["page", "per_page", "subscription_id", "status", "since", "until"])
+        .query(
+            const {
+                &[
+                    Param::PAGE,
+                    Param::per_page(1000),
+                    Param::new("subscription_id", Kind::Integer, "Batches of this subscription."),
+                    Param::new("status", Kind::OneOf(DeliveryState::WIRE), "Batches in this state."),
+                    Param::since("Batches made at or after this time."),
+                    Param::until("Batches made before this time."),
+                ]
+            },
+        )
         .post("/rest/v2/deliveries/{id}/replay", "Send a batch again, with its original webhook-id.", replay)
 }
 

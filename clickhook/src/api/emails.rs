@@ -19,14 +19,16 @@ use crate::error::{ApiError, ApiResult};
 use crate::store::{NewEmail, NewLink, ProspectRef};
 
 pub fn router() -> Api {
-    Api::new("emails").post(
-        "/rest/v2/campaigns/{id}/emails",
-        "Record an email sent to an enrolled prospect; returns its bodies with tracked links.",
-        send,
-    )
+    Api::new("emails")
+        .post(
+            "/rest/v2/campaigns/{id}/emails",
+            "Record an email sent to an enrolled prospect; returns its bodies with tracked links.",
+            send,
+        )
+        .body::<SendBody>()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SendBody {
     #[serde(default)]

@@ -1,7 +1,8 @@
 //! The HTTP API: one module per resource, each exposing `router()`.
 //!
 //! Routes are declared through [`Api`], which records every operation as it adds it to the
-//! axum router, so `/openapi.json` is generated from the very table that routes requests.
+//! axum router, with the query parameters it takes and the type of body it reads, so
+//! `/openapi.json` ([`openapi`]) is generated from the very table that routes requests.
 //! Bodies are read by [`JsonBody`] (no Content-Type needed, size-limited, errors in the
 //! v1 envelope); the caller's account comes from the [`auth::Auth`] extractor.
 
@@ -12,6 +13,7 @@ pub mod clicks;
 pub mod deliveries;
 pub mod docs;
 pub mod emails;
+pub mod openapi;
 pub mod prospects;
 pub mod tracking_domains;
 pub mod webhooks;
@@ -69,8 +71,10 @@ impl FromRef<AppState> for ClickState {
     }
 }
 
+pub use openapi::{Kind, Param};
+
 /// One documented operation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Op {
     pub method: Method,
     pub path: &'static str,
@@ -79,7 +83,9 @@ pub struct Op {
     /// False for the tracked-link, health and metrics endpoints.
     pub authenticated: bool,
     /// The query parameters it takes; any other is refused with 400.
-    pub query: &'static [&'static str],
+    pub query: &'static [Param],
+    /// What its request body is, if it reads one.
+    pub body: Option<openapi::Body>,
 }
 
 /// An axum router that remembers what it routes.
@@ -101,14 +107,30 @@ impl Api {
     {
         let filter = MethodFilter::try_from(method.clone()).expect("a routable method");
         self.router = self.router.route(path, on(filter, h));
-        self.ops.push(Op { method, path, summary, tag: self.tag, authenticated: auth, query: &[] });
+        self.ops.push(Op { method, path, summary, tag: self.tag, authenticated: auth, query: &[], body: None });
         self
     }
 
     /// Declares the query parameters the operation added last takes.
-    pub fn query(mut self, names: &'static [&'static str]) -> Self {
-        self.ops.last_mut().expect("an operation to declare parameters of").query = names;
+    pub fn query(mut self, params: &'static [Param]) -> Self {
+        self.last().query = params;
         self
+    }
+
+    /// Declares the JSON body the operation added last reads: the type its handler parses.
+    pub fn body<T: utoipa::ToSchema>(mut self) -> Self {
+        self.last().body = Some(openapi::Body::Json(openapi::body_schema::<T>));
+        self
+    }
+
+    /// Declares that the operation added last reads a text body of this media type.
+    pub fn text_body(mut self, media: &'static str) -> Self {
+        self.last().body = Some(openapi::Body::Text(media));
+        self
+    }
+
+    fn last(&mut self) -> &mut Op {
+        self.ops.last_mut().expect("an operation to declare")
     }
 
     pub fn get<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, summary: &'static str, h: H) -> Self {
@@ -238,14 +260,14 @@ fn undeclared_query(op: &Op, query: &str) -> Option<ApiError> {
         .unwrap_or_default()
         .into_iter()
         .map(|(k, _)| k)
-        .filter(|k| !op.query.contains(&k.as_str()))
+        .filter(|k| !op.query.iter().any(|p| p.name == k))
         .collect();
     if unknown.is_empty() {
         return None;
     }
     let takes = match op.query {
         [] => "this endpoint takes none".to_string(),
-        names => format!("this endpoint takes {}", names.join(", ")),
+        params => format!("this endpoint takes {}", params.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")),
     };
     Some(ApiError::wrong_param(format!("Unknown query parameter {}; {takes}.", unknown.join(", "))))
 }
@@ -303,53 +325,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
 }
 
 async fn openapi_json() -> Response {
-    axum::Json(openapi_document(api().ops())).into_response()
-}
-
-/// OpenAPI 3.1 from the route table: every routed operation, and nothing else.
-pub fn openapi_document(ops: &[Op]) -> Value {
-    let mut paths = serde_json::Map::new();
-    for op in ops {
-        let params: Vec<Value> = op
-            .path
-            .split('/')
-            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
-            .collect();
-        let mut operation = json!({
-            "summary": op.summary,
-            "tags": [op.tag],
-            "operationId": format!("{}{}", op.method.as_str().to_lowercase(), op.path.replace(['/', '{', '}'], "_")),
-            "parameters": params,
-            "responses": {
-                "default": {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-            }
-        });
-        if !op.authenticated {
-            operation["security"] = json!([]);
-        }
-        let entry = paths.entry(op.path.to_string()).or_insert_with(|| json!({}));
-        entry[op.method.as_str().to_lowercase()] = operation;
-    }
-    json!({
-        "openapi": "3.1.0",
-        "info": {"title": "clickhook", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Link tracking with Woodpecker-compatible link_clicked webhooks."},
-        "paths": paths,
-        "security": [{"apiKey": []}, {"basic": []}],
-        "components": {
-            "securitySchemes": {
-                "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
-                "basic": {"type": "http", "scheme": "basic", "description": "The API key as user name."}
-            },
-            "schemas": {
-                "Error": {"type": "object", "properties": {"status": {"type": "object", "properties": {
-                    "status": {"type": "string", "enum": ["ERROR"]},
-                    "code": {"type": "string"},
-                    "msg": {"type": "string"}}}}}
-            }
-        }
-    })
+    axum::Json(openapi::document(api().ops())).into_response()
 }
 
 /// A JSON body, with or without a Content-Type header (some Woodpecker clients omit it).

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::auth::Auth;
-use super::{ok_status, woodpecker_list_response, Api, AppState, JsonBody, Params};
+use super::{ok_status, woodpecker_list_response, Api, AppState, JsonBody, Kind, Param, Params};
 use crate::domain::prospect::{SearchField, SortKey, Upserted};
 use crate::domain::Prospect;
 use crate::domain::{EmailAddress, Interested, ProspectFields, ProspectInput, ProspectStatus, TEXT_FIELDS};
@@ -26,14 +26,38 @@ pub fn router() -> Api {
             "List prospects: page, per_page, sort, id, status, interested, campaigns_id, search.",
             list,
         )
-        .query(&["page", "per_page", "sort", "id", "status", "interested", "campaigns_id", "search"])
+        .query(
+            const {
+                &[
+                    Param::PAGE,
+                    Param::per_page(1000),
+                    Param::new("sort", Kind::Text, "Fields to sort by, comma-separated, each with + or - first."),
+                    Param::new("id", Kind::Ids, "Prospects with these ids."),
+                    Param::new("status", Kind::OneOf(ProspectStatus::WIRE), "Prospects in this status."),
+                    Param::new("interested", Kind::OneOf(Interested::WIRE), "Prospects marked so."),
+                    Param::new("campaigns_id", Kind::Ids, "Prospects enrolled in any of these campaigns."),
+                    Param::new("search", Kind::Text, "Woodpecker's search: field=value terms, comma-separated."),
+                ]
+            },
+        )
         .delete("/rest/v1/prospects", "Delete prospects by id (comma-separated).", delete)
-        .query(&["id"])
+        .query(const { &[Param::new("id", Kind::Ids, "The prospects to delete.")] })
         .post("/rest/v1/add_prospects_list", "Add or update prospects (matched by email).", add_list)
+        .body::<AddList>()
         .post("/rest/v1/add_prospects_campaign", "Add or update prospects and enroll them in a campaign.", add_campaign)
+        .body::<AddCampaign>()
         .post("/rest/v1/stop_followups", "Stop a prospect in every campaign.", stop_followups)
+        .body::<StopFollowups>()
         .post("/rest/v2/prospects/import", "Import prospects from a CSV body; file_name names the file.", import)
-        .query(&["file_name", "campaign_id"])
+        .text_body("text/csv")
+        .query(
+            const {
+                &[
+                    Param::new("file_name", Kind::Text, "The file's name, for the import's record."),
+                    Param::new("campaign_id", Kind::Integer, "Enroll every prospect imported in this campaign."),
+                ]
+            },
+        )
 }
 
 pub fn prospect_json(p: &Prospect, tz: &str) -> Value {
@@ -141,7 +165,7 @@ pub fn parse_prospect(v: &Value) -> ApiResult<ProspectInput> {
     Ok(ProspectInput { email, fields })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct AddList {
     #[serde(default)]
     update: Option<Value>,
@@ -150,13 +174,13 @@ struct AddList {
     prospects: Vec<Value>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct CampaignRef {
     #[serde(deserialize_with = "int_or_string")]
     campaign_id: i64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct AddCampaign {
     campaign: CampaignRef,
     #[serde(default)]
@@ -250,11 +274,11 @@ async fn delete(State(st): State<AppState>, Auth(account): Auth, params: Params)
     Ok(ok_status(format!("Deleted {n} prospect(s).")))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct StopFollowups {
     prospect: StopWho,
 }
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct StopWho {
     email: String,
 }

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::auth::Auth;
 use super::campaigns::path_id;
-use super::{list_response, Api, AppState, JsonBody, Params};
+use super::{list_response, Api, AppState, JsonBody, Kind, Param, Params};
 use crate::domain::tracking_domain::{
     record_to_create, DomainAdded, DomainName, Target, TrackingDomain, MAX_DOMAINS_PER_ACCOUNT,
 };
@@ -27,9 +27,11 @@ pub fn router() -> Api {
             "Add a tracking domain (checked in DNS at once; links use it once verified).",
             add,
         )
+        .body::<AddBody>()
         .get("/rest/v2/tracking_domains", "The account's tracking domains with their verification status.", list)
         .get("/rest/v2/tracking_domains/{id}", "One tracking domain.", get_one)
         .patch("/rest/v2/tracking_domains/{id}", "Make a domain the account's default for new links.", patch)
+        .body::<PatchBody>()
         .post("/rest/v2/tracking_domains/{id}/verify", "Check a domain's DNS now.", verify)
         .delete(
             "/rest/v2/tracking_domains/{id}",
@@ -47,7 +49,7 @@ pub fn tls_ask() -> Api {
             "200 when ?domain= is a verified tracking domain (on-demand TLS), else 404.",
             ask,
         )
-        .query(&["domain"])
+        .query(const { &[Param::new("domain", Kind::Text, "The host a certificate is asked for.")] })
 }
 
 fn domain_json(d: &TrackingDomain, target: &Target, tz: &str) -> Value {
@@ -65,7 +67,7 @@ fn domain_json(d: &TrackingDomain, target: &Target, tz: &str) -> Value {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AddBody {
     #[serde(default)]
@@ -109,7 +111,7 @@ async fn get_one(State(st): State<AppState>, Auth(account): Auth, Path(id): Path
     Ok(Json(domain_json(&d, &st.domains.target().await, &account.timezone)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PatchBody {
     default: bool,

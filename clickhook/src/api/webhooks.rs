@@ -24,12 +24,14 @@ pub fn router() -> Api {
             "Subscribe a target URL to an event (at most 3 URLs per event).",
             subscribe,
         )
+        .body::<SubscribeBody>()
         .post("/rest/v1/webhooks/unsubscribe", "Remove a subscription.", unsubscribe)
+        .body::<SubscribeBody>()
         .get("/rest/v2/webhooks", "Woodpecker's list of subscriptions (event names upper case).", list_webhooks)
         .get("/rest/v2/subscriptions", "Subscriptions with id, secret, status and last outcomes.", list_subscriptions)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct SubscribeBody {
     #[serde(default)]
     target_url: Option<String>,

@@ -93,6 +93,8 @@ macro_rules! wire_enum {
         pub enum $name { $($(#[$vm])* $variant),+ }
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            /// The wire names, in order.
+            pub const WIRE: &'static [&'static str] = &[$($wire),+];
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $wire),+ }
             }

@@ -1,0 +1,182 @@
+//! `/openapi.json`, generated from the route table ([`super::Api`]): each operation as it is
+//! routed, with the query parameters it takes (the same declarations refuse any other), its
+//! path parameters, its request body's schema (derived from the very type the handler reads,
+//! by utoipa) and the errors it can answer.
+
+use serde_json::{json, Map, Value};
+use utoipa::openapi::{RefOr, Schema};
+
+use super::Op;
+
+/// One query parameter an operation takes.
+#[derive(Debug, Clone, Copy)]
+pub struct Param {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub about: &'static str,
+}
+
+/// What a query parameter holds.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    Integer,
+    /// `page`, from 1.
+    Page,
+    /// `per_page`, up to this many.
+    PerPage(i64),
+    /// Comma-separated integers.
+    Ids,
+    /// An ISO 8601 time or Unix milliseconds.
+    Time,
+    Text,
+    /// One of these words (any case).
+    OneOf(&'static [&'static str]),
+}
+
+impl Param {
+    pub const fn new(name: &'static str, kind: Kind, about: &'static str) -> Self {
+        Param { name, kind, about }
+    }
+    pub const PAGE: Param = Param::new("page", Kind::Page, "The page, from 1.");
+    pub const fn per_page(max: i64) -> Self {
+        Param::new("per_page", Kind::PerPage(max), "Items per page (default 100).")
+    }
+    pub const fn since(about: &'static str) -> Self {
+        Param::new("since", Kind::Time, about)
+    }
+    pub const fn until(about: &'static str) -> Self {
+        Param::new("until", Kind::Time, about)
+    }
+
+    fn schema(&self) -> Value {
+        match self.kind {
+            Kind::Integer => json!({"type": "integer", "format": "int64"}),
+            Kind::Page => json!({"type": "integer", "format": "int64", "minimum": 1, "default": 1}),
+            Kind::PerPage(max) => {
+                json!({"type": "integer", "format": "int64", "minimum": 1, "maximum": max, "default": 100})
+            }
+            Kind::Ids => json!({"type": "array", "items": {"type": "integer", "format": "int64"}}),
+            Kind::Time => json!({"type": "string", "examples": ["2025-03-21T20:47:47+0100", "1742586467000"]}),
+            Kind::Text => json!({"type": "string"}),
+            Kind::OneOf(words) => json!({"type": "string", "enum": words}),
+        }
+    }
+
+    fn document(&self) -> Value {
+        let mut p = json!({"name": self.name, "in": "query", "required": false, "description": self.about,
+                           "schema": self.schema()});
+        if matches!(self.kind, Kind::Ids) {
+            p["style"] = json!("form");
+            p["explode"] = json!(false);
+        }
+        p
+    }
+}
+
+/// A request body's schema: the name it is filed under, and every schema it refers to.
+pub type BodySchema = fn(&mut Vec<(String, RefOr<Schema>)>) -> String;
+
+/// The [`BodySchema`] of a type the handler reads.
+pub fn body_schema<T: utoipa::ToSchema>(into: &mut Vec<(String, RefOr<Schema>)>) -> String {
+    T::schemas(into);
+    into.push((T::name().into_owned(), T::schema()));
+    T::name().into_owned()
+}
+
+/// What a request's body is.
+#[derive(Debug, Clone, Copy)]
+pub enum Body {
+    Json(BodySchema),
+    /// Text of a media type, e.g. a CSV file.
+    Text(&'static str),
+}
+
+/// The document for these operations.
+pub fn document(ops: &[Op]) -> Value {
+    let mut paths = Map::new();
+    let mut schemas: Vec<(String, RefOr<Schema>)> = Vec::new();
+    for op in ops {
+        let path_params: Vec<&str> =
+            op.path.split('/').filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect();
+        let mut params: Vec<Value> = path_params
+            .iter()
+            .map(|name| {
+                let schema = if *name == "id" || name.ends_with("_id") {
+                    json!({"type": "integer", "format": "int64"})
+                } else {
+                    json!({"type": "string"})
+                };
+                json!({"name": name, "in": "path", "required": true, "schema": schema})
+            })
+            .collect();
+        params.extend(op.query.iter().map(Param::document));
+        let error = |about: &str| json!({"description": about, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+        let mut responses = Map::new();
+        responses.insert(
+            "default".into(),
+            json!({"description": "The outcome: see the summary.", "content": {"application/json": {}}}),
+        );
+        if !params.is_empty() || op.body.is_some() {
+            responses.insert("400".into(), error("Input that does not parse, named in the message."));
+        }
+        if op.authenticated {
+            responses.insert("401".into(), error("No API key, or one that is not valid."));
+        }
+        if !path_params.is_empty() {
+            responses.insert("404".into(), error("Nothing of that id in this account."));
+        }
+        if op.body.is_some() {
+            responses.insert("413".into(), error("The body is larger than --max-body-bytes."));
+        }
+        let mut operation = json!({
+            "summary": op.summary,
+            "tags": [op.tag],
+            "operationId": format!("{}{}", op.method.as_str().to_lowercase(), op.path.replace(['/', '{', '}'], "_")),
+            "parameters": params,
+            "responses": responses,
+        });
+        match op.body {
+            Some(Body::Json(schema)) => {
+                let name = schema(&mut schemas);
+                operation["requestBody"] = json!({"required": true, "content": {"application/json": {
+                    "schema": {"$ref": format!("#/components/schemas/{name}")}}}});
+            }
+            Some(Body::Text(media)) => {
+                operation["requestBody"] =
+                    json!({"required": true, "content": {media: {"schema": {"type": "string"}}}});
+            }
+            None => {}
+        }
+        if !op.authenticated {
+            operation["security"] = json!([]);
+        }
+        let entry = paths.entry(op.path.to_string()).or_insert_with(|| json!({}));
+        entry[op.method.as_str().to_lowercase()] = operation;
+    }
+    let mut components = Map::new();
+    for (name, schema) in schemas {
+        components.insert(name, serde_json::to_value(schema).expect("a schema serializes"));
+    }
+    components.insert(
+        "Error".into(),
+        json!({"type": "object", "required": ["status"], "properties": {"status": {"type": "object",
+            "required": ["status", "code", "msg"], "properties": {
+            "status": {"type": "string", "enum": ["ERROR"]},
+            "code": {"type": "string", "examples": ["E_WRONG_PARAM"]},
+            "msg": {"type": "string", "description": "What failed, and where in the input."}}}}}),
+    );
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "clickhook", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Link tracking with Woodpecker-compatible link_clicked webhooks."},
+        "paths": paths,
+        "security": [{"apiKey": []}, {"basic": []}],
+        "components": {
+            "securitySchemes": {
+                "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+                "basic": {"type": "http", "scheme": "basic", "description": "The API key as user name."}
+            },
+            "schemas": components,
+        }
+    })
+}
