@@ -17,6 +17,7 @@ use crate::event::format_time;
 pub fn router() -> Api {
     Api::new("campaigns")
         .get("/rest/v1/campaign_list", "Woodpecker's campaign list; filters status and id.", campaign_list)
+        .empty(&[(204, "No campaign matches (Woodpecker answers so).")])
         .query(
             const {
                 &[
@@ -32,6 +33,7 @@ pub fn router() -> Api {
         .patch("/rest/v2/campaigns/{id}", "Change name, status, mailboxes or steps.", patch)
         .body::<CampaignBody>()
         .delete("/rest/v2/campaigns/{id}", "Delete a campaign, its enrollments, emails and links.", delete)
+        .empty(&[(204, "Deleted.")])
         .patch(
             "/rest/v2/campaigns/{id}/prospects/{prospect_id}",
             "Move an enrolled prospect to a step or set followup_after.",

@@ -36,12 +36,11 @@ const POLICY: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'
                       frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 pub fn router() -> Api {
-    Api::new("operations").public(Method::GET, "/docs", "The interactive API reference (Swagger UI).", index).public(
-        Method::GET,
-        "/docs/{file}",
-        "The reference's files, and the document it shows.",
-        file,
-    )
+    Api::new("operations")
+        .public(Method::GET, "/docs", "The interactive API reference (Swagger UI).", index)
+        .produces("text/html")
+        .public(Method::GET, "/docs/{file}", "The reference's files, and the document it shows.", file)
+        .produces("*/*")
 }
 
 async fn index() -> Response {

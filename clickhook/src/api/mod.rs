@@ -86,6 +86,10 @@ pub struct Op {
     pub query: &'static [Param],
     /// What its request body is, if it reads one.
     pub body: Option<openapi::Body>,
+    /// The media type of what it answers when it succeeds.
+    pub produces: &'static str,
+    /// The statuses it answers with no body, and when.
+    pub empty: &'static [(u16, &'static str)],
 }
 
 /// An axum router that remembers what it routes.
@@ -107,7 +111,17 @@ impl Api {
     {
         let filter = MethodFilter::try_from(method.clone()).expect("a routable method");
         self.router = self.router.route(path, on(filter, h));
-        self.ops.push(Op { method, path, summary, tag: self.tag, authenticated: auth, query: &[], body: None });
+        self.ops.push(Op {
+            method,
+            path,
+            summary,
+            tag: self.tag,
+            authenticated: auth,
+            query: &[],
+            body: None,
+            produces: "application/json",
+            empty: &[],
+        });
         self
     }
 
@@ -126,6 +140,18 @@ impl Api {
     /// Declares that the operation added last reads a text body of this media type.
     pub fn text_body(mut self, media: &'static str) -> Self {
         self.last().body = Some(openapi::Body::Text(media));
+        self
+    }
+
+    /// Declares the media type the operation added last answers with when it succeeds.
+    pub fn produces(mut self, media: &'static str) -> Self {
+        self.last().produces = media;
+        self
+    }
+
+    /// Declares the statuses the operation added last answers with no body.
+    pub fn empty(mut self, statuses: &'static [(u16, &'static str)]) -> Self {
+        self.last().empty = statuses;
         self
     }
 
@@ -177,6 +203,7 @@ fn admin() -> Api {
     Api::new("operations")
         .public(Method::GET, "/healthz", "Liveness and store reachability.", healthz)
         .public(Method::GET, "/metrics", "Prometheus metrics.", metrics)
+        .produces(crate::metrics::CONTENT_TYPE)
         .merge(docs::router())
         .merge(tracking_domains::tls_ask())
 }
@@ -336,7 +363,13 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 
     async fn from_request(req: Request, st: &AppState) -> Result<Self, ApiError> {
         let body = read_body(req, st).await?;
-        parse_json(&body).map(JsonBody)
+        let parsed = parse_json(&body)?;
+        // serde also reads a struct from an array of its fields in order: every body here is an
+        // object, and anything else is refused.
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::wrong_param("The request body must be a JSON object."));
+        }
+        Ok(JsonBody(parsed))
     }
 }
 
@@ -445,7 +478,15 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
         if pairs.iter().any(|(k, v)| k.contains('\0') || v.contains('\0')) {
             return Err(nul_refused());
         }
-        Ok(Params(pairs.into_iter().collect()))
+        let mut params = HashMap::with_capacity(pairs.len());
+        for (k, v) in pairs {
+            if params.contains_key(&k) {
+                // Which one would count is a guess: lists are comma-separated (`id=1,2`).
+                return Err(ApiError::wrong_param(format!("{k} is given more than once; give a list as {k}=a,b.")));
+            }
+            params.insert(k, v);
+        }
+        Ok(Params(params))
     }
 }
 

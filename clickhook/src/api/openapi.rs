@@ -63,8 +63,9 @@ impl Param {
     }
 
     fn document(&self) -> Value {
+        // An empty value is no filter at all (`?status=` lists everything).
         let mut p = json!({"name": self.name, "in": "query", "required": false, "description": self.about,
-                           "schema": self.schema()});
+                           "allowEmptyValue": true, "schema": self.schema()});
         if matches!(self.kind, Kind::Ids) {
             p["style"] = json!("form");
             p["explode"] = json!(false);
@@ -114,8 +115,11 @@ pub fn document(ops: &[Op]) -> Value {
         let mut responses = Map::new();
         responses.insert(
             "default".into(),
-            json!({"description": "The outcome: see the summary.", "content": {"application/json": {}}}),
+            json!({"description": "The outcome: see the summary.", "content": {op.produces: {}}}),
         );
+        for (status, about) in op.empty {
+            responses.insert(status.to_string(), json!({"description": about}));
+        }
         if !params.is_empty() || op.body.is_some() {
             responses.insert("400".into(), error("Input that does not parse, named in the message."));
         }

@@ -26,6 +26,7 @@ pub fn router() -> Api {
             "List prospects: page, per_page, sort, id, status, interested, campaigns_id, search.",
             list,
         )
+        .empty(&[(204, "No prospect matches (Woodpecker answers so).")])
         .query(
             const {
                 &[

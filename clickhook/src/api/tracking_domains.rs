@@ -38,6 +38,7 @@ pub fn router() -> Api {
             "Remove a tracking domain; its links stop being followed on it.",
             delete,
         )
+        .empty(&[(204, "Removed.")])
 }
 
 /// What the reverse proxy asks before it gets a certificate for a host (Caddy's on-demand TLS).

@@ -181,6 +181,13 @@ async fn each_bad_request_is_refused_and_changes_nothing() {
         ("GET", "/rest/v2/clicks?verdict=maybe", Value::Null, 400, "E_WRONG_PARAM"),
         ("GET", "/rest/v2/clicks?since=last-week", Value::Null, 400, "E_WRONG_PARAM"),
         ("GET", "/rest/v9/nothing", Value::Null, 404, "E_URL_NOT_FOUND"),
+        // serde would read a struct from an array of its fields: bodies are objects, nothing else.
+        ("PATCH", "/rest/v2/account", json!([null, null]), 400, "E_WRONG_PARAM"),
+        ("POST", "/rest/v2/campaigns", json!(["Array", "DRAFT"]), 400, "E_WRONG_PARAM"),
+        ("PATCH", "/rest/v2/account", json!("UTC"), 400, "E_WRONG_PARAM"),
+        // A parameter given twice: which one counts would be a guess.
+        ("GET", "/rest/v2/clicks?verdict=human&verdict=bot", Value::Null, 400, "E_WRONG_PARAM"),
+        ("GET", "/rest/v1/prospects?status=ACTIVE&status=", Value::Null, 400, "E_WRONG_PARAM"),
     ];
     for (method, path, body, status, code) in cases {
         let mut req =
