@@ -19,6 +19,7 @@ mod nodes;
 mod openapi;
 mod outage;
 mod prospects;
+mod readme;
 mod retention;
 mod tenancy;
 mod tracking_domains;
