@@ -58,16 +58,27 @@ pub async fn issue_key(store: &DynStore, account_id: i64) -> StoreResult<String>
     Ok(key)
 }
 
-/// The key a request carries, in any of the accepted forms.
+/// The key a request carries, in any of the accepted forms. A request that carries two
+/// credentials that disagree (or an `Authorization` header that is not a key) carries none:
+/// which one would count is a guess.
 pub fn presented_key(headers: &HeaderMap) -> Option<String> {
-    if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        let v = v.trim();
-        if !v.is_empty() {
-            return Some(v.to_string());
-        }
+    // An empty x-api-key is no credential; one that is not text is a bad one.
+    let header_key = match headers.get("x-api-key").map(|v| v.to_str().map(str::trim)) {
+        None | Some(Ok("")) => None,
+        Some(Ok(key)) => Some(Some(key.to_string())),
+        Some(Err(_)) => Some(None),
+    };
+    let basic = headers.get(header::AUTHORIZATION).map(|v| basic_key(v.to_str().ok()?));
+    match (header_key, basic) {
+        (Some(key), None) | (None, Some(key)) => key,
+        (Some(Some(a)), Some(Some(b))) if a == b => Some(a),
+        _ => None,
     }
-    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-    let (scheme, cred) = auth.split_once(' ')?;
+}
+
+/// The key in a Basic `Authorization` value: its user name, or its password when that is empty.
+fn basic_key(auth: &str) -> Option<String> {
+    let (scheme, cred) = auth.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
@@ -148,5 +159,14 @@ mod tests {
         assert_eq!(presented_key(&with("authorization", "Bearer x")), None);
         assert_eq!(presented_key(&with("authorization", "Basic !!!")), None);
         assert_eq!(presented_key(&HeaderMap::new()), None);
+        let both = |a: &str, b: &str| {
+            let mut h = with("x-api-key", a);
+            h.insert("authorization", b.parse().unwrap());
+            presented_key(&h)
+        };
+        let basic = format!("Basic {}", STANDARD.encode(format!("{k}:")));
+        assert_eq!(both(k, &basic).as_deref(), Some(k), "the same key twice");
+        assert_eq!(both("ck_other", &basic), None, "two keys that disagree");
+        assert_eq!(both(k, "Basic !!!"), None, "a key beside an Authorization that is none");
     }
 }

@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::auth::Auth;
@@ -28,10 +28,14 @@ pub fn router() -> Api {
         )
         .post("/rest/v2/campaigns", "Create a campaign with its mailboxes and ordered steps.", create)
         .body::<CampaignBody>()
+        .returns::<CampaignView>(&[201])
         .get("/rest/v2/campaigns", "List campaigns.", list)
+        .returns_list::<CampaignView>()
         .get("/rest/v2/campaigns/{id}", "One campaign.", get_one)
+        .returns::<CampaignView>(&[200])
         .patch("/rest/v2/campaigns/{id}", "Change name, status, mailboxes or steps.", patch)
         .body::<CampaignBody>()
+        .returns::<CampaignView>(&[200])
         .delete("/rest/v2/campaigns/{id}", "Delete a campaign, its enrollments, emails and links.", delete)
         .empty(&[(204, "Deleted.")])
         .patch(
@@ -46,22 +50,47 @@ pub fn path_id(raw: &str, what: &str) -> ApiResult<i64> {
     raw.parse().map_err(|_| ApiError::wrong_param(format!("{what} id must be an integer, not {raw:?}.")))
 }
 
-fn campaign_json(c: &Campaign, tz: &str) -> Value {
-    let steps: Vec<Value> = c
-        .steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| json!({"step": i + 1, "type": s.step_type, "track_links": s.track_links}))
-        .collect();
-    json!({
-        "id": c.id,
-        "name": c.name,
-        "status": c.status.as_str(),
-        "from_name": c.from_name,
-        "mailboxes": c.mailboxes,
-        "steps": steps,
-        "created": format_time(c.created_at, tz),
-    })
+/// A campaign as the API shows it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CampaignView {
+    id: i64,
+    name: String,
+    #[schema(value_type = String, example = "RUNNING")]
+    status: CampaignStatus,
+    from_name: String,
+    mailboxes: Vec<String>,
+    steps: Vec<StepView>,
+    /// When it was created, in the account's time zone.
+    created: String,
+}
+
+/// One step of a campaign, numbered from 1.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct StepView {
+    step: usize,
+    #[serde(rename = "type")]
+    #[schema(value_type = String, example = "EMAIL")]
+    step_type: StepType,
+    track_links: bool,
+}
+
+impl CampaignView {
+    fn of(c: &Campaign, tz: &str) -> Self {
+        CampaignView {
+            id: c.id,
+            name: c.name.clone(),
+            status: c.status,
+            from_name: c.from_name.clone(),
+            mailboxes: c.mailboxes.clone(),
+            steps: c
+                .steps
+                .iter()
+                .enumerate()
+                .map(|(i, s)| StepView { step: i + 1, step_type: s.step_type, track_links: s.track_links })
+                .collect(),
+            created: format_time(c.created_at, tz),
+        }
+    }
 }
 
 async fn campaign_list(State(st): State<AppState>, Auth(account): Auth, params: Params) -> ApiResult<Response> {
@@ -167,21 +196,21 @@ async fn create(
         steps: parse_steps(b.steps.unwrap_or_default())?,
     };
     let c = st.store.create_campaign(account.id, new).await?;
-    Ok((StatusCode::CREATED, Json(campaign_json(&c, &account.timezone))).into_response())
+    Ok((StatusCode::CREATED, Json(CampaignView::of(&c, &account.timezone))).into_response())
 }
 
 async fn list(State(st): State<AppState>, Auth(account): Auth) -> ApiResult<Response> {
-    let items: Vec<Value> =
-        st.store.list_campaigns(account.id).await?.iter().map(|c| campaign_json(c, &account.timezone)).collect();
+    let items: Vec<CampaignView> =
+        st.store.list_campaigns(account.id).await?.iter().map(|c| CampaignView::of(c, &account.timezone)).collect();
     let total = items.len() as i64;
-    let mut res = Json(Value::Array(items)).into_response();
+    let mut res = Json(items).into_response();
     res.headers_mut().insert("x-total-count", total.into());
     Ok(res)
 }
 
 async fn get_one(State(st): State<AppState>, Auth(account): Auth, Path(id): Path<String>) -> ApiResult<Response> {
     let c = st.store.campaign(account.id, path_id(&id, "campaign")?).await?;
-    Ok(Json(campaign_json(&c, &account.timezone)).into_response())
+    Ok(Json(CampaignView::of(&c, &account.timezone)).into_response())
 }
 
 async fn patch(
@@ -201,7 +230,7 @@ async fn patch(
         steps: b.steps.map(parse_steps).transpose()?,
     };
     let c = st.store.update_campaign(account.id, path_id(&id, "campaign")?, patch).await?;
-    Ok(Json(campaign_json(&c, &account.timezone)).into_response())
+    Ok(Json(CampaignView::of(&c, &account.timezone)).into_response())
 }
 
 async fn delete(State(st): State<AppState>, Auth(account): Auth, Path(id): Path<String>) -> ApiResult<Response> {

@@ -1,15 +1,16 @@
 //! Recorded clicks with their verdicts.
 
 use axum::extract::State;
+use axum::response::IntoResponse;
 use axum::response::Response;
-use serde_json::json;
+use serde::Serialize;
 
 use super::auth::Auth;
-use super::{list_response, Api, AppState, Kind, Param, Params};
+use super::{Api, AppState, Kind, Param, Params};
 use crate::domain::Verdict;
 use crate::error::{ApiError, ApiResult};
 use crate::event::format_time;
-use crate::store::{ClickQuery, VerdictFilter};
+use crate::store::{ClickQuery, ClickRecord, VerdictFilter};
 
 pub fn router() -> Api {
     Api::new("clicks")
@@ -37,6 +38,7 @@ pub fn router() -> Api {
                 ]
             },
         )
+        .returns_list::<ClickView>()
 }
 
 async fn list(State(st): State<AppState>, Auth(account): Auth, params: Params) -> ApiResult<Response> {
@@ -58,24 +60,51 @@ async fn list(State(st): State<AppState>, Auth(account): Auth, params: Params) -
     };
     let (total, clicks) = st.store.list_clicks(account.id, q).await?;
     let tz = &account.timezone;
-    let items = clicks
-        .iter()
-        .map(|c| {
-            json!({
-                "id": c.id,
-                "time": format_time(c.at, tz),
-                "campaign_id": c.campaign_id,
-                "prospect_id": c.prospect_id,
-                "email_id": c.email_id,
-                "link_no": c.link_no,
-                "url": c.url,
-                "method": c.method,
-                "ip": c.ip,
-                "user_agent": c.user_agent,
-                "verdict": c.verdict.map_or("pending", Verdict::as_str),
-                "reasons": c.reasons,
-            })
-        })
-        .collect();
-    Ok(list_response(total, items))
+    let items: Vec<ClickView> = clicks.iter().map(|c| ClickView::of(c, tz)).collect();
+    let mut res = axum::Json(items).into_response();
+    res.headers_mut().insert("x-total-count", total.into());
+    Ok(res)
+}
+
+/// A click with its verdict, as the API shows it.
+#[derive(Serialize, utoipa::ToSchema)]
+struct ClickView {
+    id: i64,
+    /// When it happened, in the account's time zone.
+    time: String,
+    campaign_id: i64,
+    prospect_id: i64,
+    email_id: i64,
+    /// Which link of the email, from 1.
+    link_no: i64,
+    url: String,
+    #[schema(example = "GET")]
+    method: &'static str,
+    /// The address it came from, shortened unless the server keeps full addresses.
+    ip: Option<String>,
+    user_agent: String,
+    /// `pending` until the burst window after it has closed.
+    #[schema(value_type = String, example = "human")]
+    verdict: &'static str,
+    /// Why it was judged a bot: the signal and the list entry that matched.
+    reasons: Vec<String>,
+}
+
+impl ClickView {
+    fn of(c: &ClickRecord, tz: &str) -> Self {
+        ClickView {
+            id: c.id,
+            time: format_time(c.at, tz),
+            campaign_id: c.campaign_id,
+            prospect_id: c.prospect_id,
+            email_id: c.email_id,
+            link_no: c.link_no,
+            url: c.url.clone(),
+            method: c.method,
+            ip: c.ip.clone(),
+            user_agent: c.user_agent.clone(),
+            verdict: c.verdict.map_or("pending", Verdict::as_str),
+            reasons: c.reasons.clone(),
+        }
+    }
 }

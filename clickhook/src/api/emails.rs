@@ -4,8 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::auth::Auth;
 use super::campaigns::path_id;
@@ -26,6 +25,35 @@ pub fn router() -> Api {
             send,
         )
         .body::<SendBody>()
+        .returns::<SentEmail>(&[201, 200])
+}
+
+/// A recorded email with its links rewritten (201; 200 when its idempotency key was seen before).
+#[derive(Serialize, utoipa::ToSchema)]
+struct SentEmail {
+    email_id: i64,
+    prospect_id: i64,
+    /// Woodpecker's email number, `#1` and on.
+    email_no: String,
+    /// The HTML body with every tracked link rewritten, if one was given.
+    html: Option<String>,
+    /// The text body with every tracked link rewritten, if one was given.
+    text: Option<String>,
+    links: Vec<TrackedLink>,
+    /// Links found and left as they were, with why.
+    untracked: Vec<Untracked>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct TrackedLink {
+    url: String,
+    tracked_url: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Untracked {
+    url: String,
+    reason: String,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -152,27 +180,31 @@ async fn send(
         None => None,
     };
     let text_out = b.text.as_deref().map(|t| rewrite::rewrite_text(t, text_tracked));
-    let links: Vec<_> = sent
+    let links: Vec<TrackedLink> = sent
         .links
         .iter()
         .zip(&tracked)
         .filter(|(l, _)| !l.honeypot)
-        .map(|(l, t)| json!({"url": l.url, "tracked_url": t}))
+        .map(|(l, t)| TrackedLink { url: l.url.clone(), tracked_url: t.clone() })
         .collect();
-    let untracked: Vec<_> =
-        found.iter().filter_map(|(href, d)| d.as_ref().err().map(|why| json!({"url": href, "reason": why}))).collect();
+    let untracked: Vec<Untracked> = found
+        .iter()
+        .filter_map(|(href, d)| {
+            d.as_ref().err().map(|why| Untracked { url: href.to_string(), reason: why.to_string() })
+        })
+        .collect();
     let status = if sent.replayed { StatusCode::OK } else { StatusCode::CREATED };
     Ok((
         status,
-        Json(json!({
-            "email_id": sent.id,
-            "prospect_id": sent.prospect_id,
-            "email_no": format!("#{}", sent.email_no),
-            "html": html_out,
-            "text": text_out,
-            "links": links,
-            "untracked": untracked,
-        })),
+        Json(SentEmail {
+            email_id: sent.id,
+            prospect_id: sent.prospect_id,
+            email_no: format!("#{}", sent.email_no),
+            html: html_out,
+            text: text_out,
+            links,
+            untracked,
+        }),
     )
         .into_response())
 }

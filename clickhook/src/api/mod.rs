@@ -90,6 +90,8 @@ pub struct Op {
     pub produces: &'static str,
     /// The statuses it answers with no body, and when.
     pub empty: &'static [(u16, &'static str)],
+    /// What it answers when it succeeds, if declared: the statuses and the type it serializes.
+    pub returns: Option<openapi::Returns>,
 }
 
 /// An axum router that remembers what it routes.
@@ -121,6 +123,7 @@ impl Api {
             body: None,
             produces: "application/json",
             empty: &[],
+            returns: None,
         });
         self
     }
@@ -140,6 +143,20 @@ impl Api {
     /// Declares that the operation added last reads a text body of this media type.
     pub fn text_body(mut self, media: &'static str) -> Self {
         self.last().body = Some(openapi::Body::Text(media));
+        self
+    }
+
+    /// Declares what the operation added last answers when it succeeds: `T`, the very type its
+    /// handler serializes, with one of these statuses.
+    pub fn returns<T: utoipa::ToSchema>(mut self, statuses: &'static [u16]) -> Self {
+        self.last().returns = Some(openapi::Returns { statuses, list: false, schema: openapi::body_schema::<T> });
+        self
+    }
+
+    /// The same for a list of `T` (200, with `X-Total-Count`).
+    pub fn returns_list<T: utoipa::ToSchema>(mut self) -> Self {
+        self.last().returns =
+            Some(openapi::Returns { statuses: &[200], list: true, schema: openapi::body_schema::<T> });
         self
     }
 

@@ -84,6 +84,15 @@ pub fn body_schema<T: utoipa::ToSchema>(into: &mut Vec<(String, RefOr<Schema>)>)
     T::name().into_owned()
 }
 
+/// What an operation answers when it succeeds.
+#[derive(Debug, Clone, Copy)]
+pub struct Returns {
+    pub statuses: &'static [u16],
+    /// A JSON array of the type, with the total in `X-Total-Count`.
+    pub list: bool,
+    pub schema: BodySchema,
+}
+
 /// What a request's body is.
 #[derive(Debug, Clone, Copy)]
 pub enum Body {
@@ -113,10 +122,29 @@ pub fn document(ops: &[Op]) -> Value {
         params.extend(op.query.iter().map(Param::document));
         let error = |about: &str| json!({"description": about, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
         let mut responses = Map::new();
-        responses.insert(
-            "default".into(),
-            json!({"description": "The outcome: see the summary.", "content": {op.produces: {}}}),
-        );
+        match op.returns {
+            Some(r) => {
+                let name = (r.schema)(&mut schemas);
+                let one = json!({"$ref": format!("#/components/schemas/{name}")});
+                let schema = if r.list { json!({"type": "array", "items": one}) } else { one };
+                for status in r.statuses {
+                    let mut ok =
+                        json!({"description": op.summary, "content": {"application/json": {"schema": schema}}});
+                    if r.list {
+                        ok["headers"] = json!({"X-Total-Count": {"description": "How many there are in all.",
+                                                                 "schema": {"type": "integer"}}});
+                    }
+                    responses.insert(status.to_string(), ok);
+                }
+                responses.insert("default".into(), error("Any other error, e.g. 503 while the store cannot answer."));
+            }
+            None => {
+                responses.insert(
+                    "default".into(),
+                    json!({"description": "The outcome: see the summary.", "content": {op.produces: {}}}),
+                );
+            }
+        }
         for (status, about) in op.empty {
             responses.insert(status.to_string(), json!({"description": about}));
         }

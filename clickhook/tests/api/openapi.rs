@@ -181,3 +181,40 @@ async fn schemathesis_finds_nothing_outside_the_document() {
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains(" passed"), "{text}");
 }
+
+/// A Python client generated from the live document (openapi-python-client, pinned in .ci/run,
+/// required under CI) creates a campaign, enrolls a prospect, records an email, and lists the
+/// click on its link with typed models (clickhook/tests/client/use_generated.py).
+#[tokio::test]
+async fn a_generated_python_client_works() {
+    let probe = std::process::Command::new("openapi-python-client").arg("--version").output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        assert!(std::env::var_os("CI").is_none(), "CI needs openapi-python-client (pip install openapi-python-client)");
+        eprintln!("skipped: openapi-python-client is not installed");
+        return;
+    }
+    let app = shared();
+    let (_, key) = app.account("UTC").await;
+    let doc = app.client.get(format!("{}/openapi.json", app.base)).send().await.unwrap().text().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("openapi.json"), doc).unwrap();
+    let generated = tokio::process::Command::new("openapi-python-client")
+        .args(["generate", "--path", "openapi.json", "--meta", "none"])
+        .current_dir(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/client/use_generated.py");
+    let used = tokio::process::Command::new("python3")
+        .arg(script)
+        .args([&app.base, &key])
+        .arg(dir.path())
+        .kill_on_drop(true)
+        .output();
+    let used =
+        tokio::time::timeout(std::time::Duration::from_secs(120), used).await.expect("within 2 minutes").unwrap();
+    let out = String::from_utf8_lossy(&used.stdout);
+    assert!(used.status.success(), "{out}\n{}", String::from_utf8_lossy(&used.stderr));
+    assert!(out.contains("generated client: campaign"), "{out}");
+}
