@@ -67,6 +67,18 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Whether a tool a test uses is installed (`probe` runs and succeeds). Under CI it must be
+/// (`.ci/run` installs it); elsewhere the test says it skipped.
+pub fn tool_installed(probe: &[&str], what: &str) -> bool {
+    let ran = std::process::Command::new(probe[0]).args(&probe[1..]).output();
+    if ran.is_ok_and(|o| o.status.success()) {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "CI needs {what} (.ci/run installs it)");
+    eprintln!("skipped: {what} is not installed");
+    false
+}
+
 /// Which store the suite runs on: `CLICKHOOK_TEST_STORE=postgres` selects PostgreSQL at
 /// `CLICKHOOK_TEST_PG_URL` (default postgres://root@127.0.0.1:5432/test); each server gets a
 /// schema of its own, so runs and parallel tests never see each other's data.

@@ -1,6 +1,6 @@
 //! The OpenAPI document describes exactly what the router serves.
 
-use crate::helpers::shared;
+use crate::helpers::{shared, tool_installed};
 
 #[tokio::test]
 async fn document_matches_the_router() {
@@ -127,13 +127,7 @@ async fn document_is_valid_and_typed() {
     }
     assert!(with_body >= 12, "{with_body} operations with a JSON body");
 
-    let probe = std::process::Command::new("python3").args(["-c", "import openapi_spec_validator"]).status();
-    if !probe.is_ok_and(|s| s.success()) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI needs openapi-spec-validator (pip install openapi-spec-validator)"
-        );
-        eprintln!("skipped: validating the document (openapi-spec-validator is not installed)");
+    if !tool_installed(&["python3", "-c", "import openapi_spec_validator"], "openapi-spec-validator") {
         return;
     }
     let path = std::env::temp_dir().join(format!("clickhook-openapi-{}.json", std::process::id()));
@@ -159,10 +153,7 @@ async fn document_is_valid_and_typed() {
 /// generated `test` call would then POST to it, off this machine.
 #[tokio::test]
 async fn schemathesis_finds_nothing_outside_the_document() {
-    let probe = std::process::Command::new("st").arg("--version").output();
-    if !probe.is_ok_and(|o| o.status.success()) {
-        assert!(std::env::var_os("CI").is_none(), "CI needs Schemathesis (pip install schemathesis)");
-        eprintln!("skipped: Schemathesis is not installed");
+    if !tool_installed(&["st", "--version"], "Schemathesis (st)") {
         return;
     }
     let node = crate::crash::Node::new();
@@ -187,10 +178,7 @@ async fn schemathesis_finds_nothing_outside_the_document() {
 /// click on its link with typed models (clickhook/tests/client/use_generated.py).
 #[tokio::test]
 async fn a_generated_python_client_works() {
-    let probe = std::process::Command::new("openapi-python-client").arg("--version").output();
-    if !probe.is_ok_and(|o| o.status.success()) {
-        assert!(std::env::var_os("CI").is_none(), "CI needs openapi-python-client (pip install openapi-python-client)");
-        eprintln!("skipped: openapi-python-client is not installed");
+    if !tool_installed(&["openapi-python-client", "--version"], "openapi-python-client") {
         return;
     }
     let app = shared();
