@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::auth::Auth;
@@ -18,34 +18,59 @@ use crate::event::format_time;
 pub fn router() -> Api {
     Api::new("account")
         .get("/rest/v2/account", "The account of the API key: settings and keys (prefixes only).", get_account)
+        .returns::<AccountView>(&[200])
         .patch("/rest/v2/account", "Change name, timezone, snippet_labels or click_filter (merged).", patch_account)
         .body::<AccountBody>()
+        .returns::<AccountView>(&[200])
 }
 
-async fn account_json(st: &AppState, a: &Account) -> ApiResult<Value> {
-    let keys: Vec<Value> = st
-        .store
-        .list_api_keys(a.id)
-        .await?
-        .iter()
-        .map(|k| {
-            json!({"prefix": k.prefix, "created": format_time(k.created_at, &a.timezone),
-                   "revoked": k.revoked_at.map(|t| format_time(t, &a.timezone))})
-        })
-        .collect();
-    let labels: Map<String, Value> = a.snippet_labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
-    Ok(json!({
-        "id": a.id,
-        "name": a.name,
-        "timezone": a.timezone,
-        "snippet_labels": labels,
-        "click_filter": a.click_filter,
-        "api_keys": keys,
-    }))
+/// The account an API key belongs to, its settings and its keys (never a key itself).
+#[derive(Serialize, utoipa::ToSchema)]
+struct AccountView {
+    /// The webhook's `firm_id`.
+    id: i64,
+    name: String,
+    #[schema(example = "Europe/Warsaw")]
+    timezone: String,
+    /// Labels of Woodpecker's snippets, by number (`"1"` to `"15"`), in that order.
+    #[schema(value_type = std::collections::HashMap<String, String>)]
+    snippet_labels: Map<String, Value>,
+    /// How clicks are judged and which are delivered.
+    #[schema(value_type = Object)]
+    click_filter: ClickFilter,
+    api_keys: Vec<KeyView>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct KeyView {
+    /// The key's first characters, to tell keys apart.
+    prefix: String,
+    created: String,
+    revoked: Option<String>,
+}
+
+async fn account_view(st: &AppState, a: &Account) -> ApiResult<AccountView> {
+    let tz = &a.timezone;
+    let keys = st.store.list_api_keys(a.id).await?;
+    Ok(AccountView {
+        id: a.id,
+        name: a.name.clone(),
+        timezone: a.timezone.clone(),
+        snippet_labels: a.snippet_labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect(),
+        click_filter: a.click_filter.clone(),
+        api_keys: keys
+            .iter()
+            .map(|k| KeyView {
+                prefix: k.prefix.clone(),
+                created: format_time(k.created_at, tz),
+                revoked: k.revoked_at.map(|t| format_time(t, tz)),
+            })
+            .collect(),
+    })
 }
 
 async fn get_account(State(st): State<AppState>, Auth(account): Auth) -> ApiResult<Response> {
-    Ok(Json(account_json(&st, &account).await?).into_response())
+    Ok(Json(account_view(&st, &account).await?).into_response())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -116,5 +141,5 @@ async fn patch_account(
     };
     let updated = st.store.update_account(account.id, patch).await?;
     st.auth.clear();
-    Ok(Json(account_json(&st, &updated).await?).into_response())
+    Ok(Json(account_view(&st, &updated).await?).into_response())
 }

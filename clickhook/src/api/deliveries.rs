@@ -4,11 +4,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::auth::Auth;
 use super::campaigns::path_id;
-use super::webhooks::{new_secret, subscription_json};
+use super::webhooks::{new_secret, SubscriptionView};
 use super::{list_response, Api, AppState, Kind, Param, Params};
 use crate::domain::{now_millis, DeliveryState, SubscriptionStatus};
 use crate::error::{ApiError, ApiResult};
@@ -22,8 +23,11 @@ pub fn router() -> Api {
             "Issue a new whsec_ secret; the old one stops at once.",
             rotate_secret,
         )
+        .returns::<SubscriptionView>(&[200])
         .post("/rest/v2/subscriptions/{id}/pause", "Hold deliveries; events keep queueing.", pause)
+        .returns::<SubscriptionView>(&[200])
         .post("/rest/v2/subscriptions/{id}/resume", "Deliver again (also re-enables a disabled subscription).", resume)
+        .returns::<SubscriptionView>(&[200])
         .post("/rest/v2/subscriptions/{id}/test", "Queue a signed example link_clicked batch to the target.", test)
         .post(
             "/rest/v2/subscriptions/{id}/replay_failed",
@@ -47,13 +51,14 @@ pub fn router() -> Api {
                 ]
             },
         )
+        .returns_list::<DeliveryView>()
         .post("/rest/v2/deliveries/{id}/replay", "Send a batch again, with its original webhook-id.", replay)
 }
 
 async fn status(st: &AppState, account: i64, id: &str, status: SubscriptionStatus) -> ApiResult<Response> {
     let s = st.store.set_subscription_status(account, path_id(id, "subscription")?, status).await?;
     let tz = st.store.account(account).await?.timezone;
-    Ok(Json(subscription_json(&s, &tz)).into_response())
+    Ok(Json(SubscriptionView::of(&s, &tz)).into_response())
 }
 
 async fn pause(State(st): State<AppState>, Auth(a): Auth, Path(id): Path<String>) -> ApiResult<Response> {
@@ -66,7 +71,7 @@ async fn resume(State(st): State<AppState>, Auth(a): Auth, Path(id): Path<String
 
 async fn rotate_secret(State(st): State<AppState>, Auth(a): Auth, Path(id): Path<String>) -> ApiResult<Response> {
     let s = st.store.set_subscription_secret(a.id, path_id(&id, "subscription")?, new_secret()).await?;
-    Ok(Json(subscription_json(&s, &a.timezone)).into_response())
+    Ok(Json(SubscriptionView::of(&s, &a.timezone)).into_response())
 }
 
 async fn test(State(st): State<AppState>, Auth(a): Auth, Path(id): Path<String>) -> ApiResult<Response> {
@@ -92,29 +97,66 @@ async fn replay(State(st): State<AppState>, Auth(a): Auth, Path(id): Path<String
     Ok((StatusCode::ACCEPTED, Json(json!({"status": "pending"}))).into_response())
 }
 
-pub fn delivery_json(d: &DeliveryRecord, tz: &str) -> Value {
-    let attempts: Vec<Value> = d
-        .attempts
-        .iter()
-        .map(|t| {
-            json!({"time": format_time(t.at, tz), "status_code": t.status_code, "error": t.error,
-                   "latency_ms": t.latency_ms, "response": t.response})
-        })
-        .collect();
-    json!({
-        "id": d.id,
-        "webhook_id": d.msg_id,
-        "subscription_id": d.subscription_id,
-        "target_url": d.target_url,
-        "events": d.event_count,
-        "status": d.state,
-        "failed_attempts": d.tries,
-        "next_attempt": d.next_attempt_at.map(|t| format_time(t, tz)),
-        "created": format_time(d.created_at, tz),
-        "delivered": d.delivered_at.map(|t| format_time(t, tz)),
-        "last_error": d.last_error,
-        "attempts": attempts,
-    })
+/// A batch of events sent to one subscription, with every attempt.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeliveryView {
+    id: i64,
+    /// The `webhook-id` its POSTs carry, the same on every attempt and replay.
+    webhook_id: String,
+    subscription_id: i64,
+    target_url: String,
+    /// How many link_clicked events it holds.
+    events: i64,
+    #[schema(value_type = String, example = "delivered")]
+    status: DeliveryState,
+    failed_attempts: i64,
+    next_attempt: Option<String>,
+    created: String,
+    delivered: Option<String>,
+    last_error: Option<String>,
+    attempts: Vec<AttemptView>,
+}
+
+/// One POST of a batch.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AttemptView {
+    time: String,
+    /// The receiver's status code; none when no answer came (see error).
+    status_code: Option<u16>,
+    error: Option<String>,
+    latency_ms: i64,
+    /// The start of the receiver's answer.
+    response: String,
+}
+
+impl DeliveryView {
+    fn of(d: &DeliveryRecord, tz: &str) -> Self {
+        let time = |t: Option<i64>| t.map(|t| format_time(t, tz));
+        DeliveryView {
+            id: d.id,
+            webhook_id: d.msg_id.clone(),
+            subscription_id: d.subscription_id,
+            target_url: d.target_url.clone(),
+            events: d.event_count,
+            status: d.state,
+            failed_attempts: d.tries,
+            next_attempt: time(d.next_attempt_at),
+            created: format_time(d.created_at, tz),
+            delivered: time(d.delivered_at),
+            last_error: d.last_error.clone(),
+            attempts: d
+                .attempts
+                .iter()
+                .map(|t| AttemptView {
+                    time: format_time(t.at, tz),
+                    status_code: t.status_code,
+                    error: t.error.clone(),
+                    latency_ms: t.latency_ms,
+                    response: t.response.clone(),
+                })
+                .collect(),
+        }
+    }
 }
 
 async fn list(State(st): State<AppState>, Auth(a): Auth, params: Params) -> ApiResult<Response> {
@@ -135,5 +177,5 @@ async fn list(State(st): State<AppState>, Auth(a): Auth, params: Params) -> ApiR
         limit,
     };
     let (total, items) = st.store.list_deliveries(a.id, q).await?;
-    Ok(list_response(total, items.iter().map(|d| delivery_json(d, &a.timezone)).collect()))
+    Ok(list_response(total, items.iter().map(|d| DeliveryView::of(d, &a.timezone)).collect()))
 }

@@ -570,8 +570,8 @@ pub fn parse_time(v: &str) -> Option<i64> {
 }
 
 /// A native (v2) list: 200 with `X-Total-Count`, `[]` when there is nothing.
-pub fn list_response(total: i64, items: Vec<Value>) -> Response {
-    let mut res = axum::Json(Value::Array(items)).into_response();
+pub fn list_response<T: serde::Serialize>(total: i64, items: Vec<T>) -> Response {
+    let mut res = axum::Json(items).into_response();
     res.headers_mut().insert("x-total-count", HeaderValue::from(total));
     res
 }

@@ -8,14 +8,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use super::auth::Auth;
 use super::campaigns::path_id;
 use super::{list_response, Api, AppState, JsonBody, Kind, Param, Params};
 use crate::domain::tracking_domain::{
-    record_to_create, DomainAdded, DomainName, Target, TrackingDomain, MAX_DOMAINS_PER_ACCOUNT,
+    record_to_create, DomainAdded, DomainName, DomainStatus, Target, TrackingDomain, MAX_DOMAINS_PER_ACCOUNT,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::event::format_time;
@@ -28,11 +28,16 @@ pub fn router() -> Api {
             add,
         )
         .body::<AddBody>()
+        .returns::<TrackingDomainView>(&[201])
         .get("/rest/v2/tracking_domains", "The account's tracking domains with their verification status.", list)
+        .returns_list::<TrackingDomainView>()
         .get("/rest/v2/tracking_domains/{id}", "One tracking domain.", get_one)
+        .returns::<TrackingDomainView>(&[200])
         .patch("/rest/v2/tracking_domains/{id}", "Make a domain the account's default for new links.", patch)
         .body::<PatchBody>()
+        .returns::<TrackingDomainView>(&[200])
         .post("/rest/v2/tracking_domains/{id}/verify", "Check a domain's DNS now.", verify)
+        .returns::<TrackingDomainView>(&[200])
         .delete(
             "/rest/v2/tracking_domains/{id}",
             "Remove a tracking domain; its links stop being followed on it.",
@@ -53,19 +58,49 @@ pub fn tls_ask() -> Api {
         .query(const { &[Param::new("domain", Kind::Text, "The host a certificate is asked for.")] })
 }
 
-fn domain_json(d: &TrackingDomain, target: &Target, tz: &str) -> Value {
-    let (kind, value) = record_to_create(target);
-    json!({
-        "id": d.id,
-        "domain": d.domain.as_str(),
-        "status": d.status,
-        "default": d.is_default,
-        "created": format_time(d.created_at, tz),
-        "checked": d.checked_at.map(|t| format_time(t, tz)),
-        "verified": d.verified_at.map(|t| format_time(t, tz)),
-        "error": d.last_error,
-        "dns": {"type": kind, "name": d.domain.as_str(), "value": value},
-    })
+/// A tracking domain with its verification status and the DNS record it needs.
+#[derive(Serialize, utoipa::ToSchema)]
+struct TrackingDomainView {
+    id: i64,
+    #[schema(example = "t.bachmanity.com")]
+    domain: String,
+    #[schema(value_type = String, example = "verified")]
+    status: DomainStatus,
+    /// New links are issued on it while it is verified.
+    default: bool,
+    created: String,
+    checked: Option<String>,
+    verified: Option<String>,
+    /// What the last check that did not verify found.
+    error: Option<String>,
+    dns: DnsRecord,
+}
+
+/// The record to create at the domain's DNS provider.
+#[derive(Serialize, utoipa::ToSchema)]
+struct DnsRecord {
+    #[serde(rename = "type")]
+    #[schema(example = "CNAME")]
+    kind: &'static str,
+    name: String,
+    value: String,
+}
+
+impl TrackingDomainView {
+    fn of(d: &TrackingDomain, target: &Target, tz: &str) -> Self {
+        let (kind, value) = record_to_create(target);
+        TrackingDomainView {
+            id: d.id,
+            domain: d.domain.as_str().to_string(),
+            status: d.status,
+            default: d.is_default,
+            created: format_time(d.created_at, tz),
+            checked: d.checked_at.map(|t| format_time(t, tz)),
+            verified: d.verified_at.map(|t| format_time(t, tz)),
+            error: d.last_error.clone(),
+            dns: DnsRecord { kind, name: d.domain.as_str().to_string(), value: value.to_string() },
+        }
+    }
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -97,19 +132,20 @@ async fn add(State(st): State<AppState>, Auth(account): Auth, JsonBody(b): JsonB
     let checked = st.domains.check(added).await?;
     st.click.hosts.refresh(&st.store).await?;
     let target = st.domains.target().await;
-    Ok((StatusCode::CREATED, Json(domain_json(&checked, &target, &account.timezone))).into_response())
+    Ok((StatusCode::CREATED, Json(TrackingDomainView::of(&checked, &target, &account.timezone))).into_response())
 }
 
 async fn list(State(st): State<AppState>, Auth(account): Auth) -> ApiResult<Response> {
     let target = st.domains.target().await;
     let domains = st.store.tracking_domains(account.id).await?;
-    let items: Vec<Value> = domains.iter().map(|d| domain_json(d, &target, &account.timezone)).collect();
+    let items: Vec<TrackingDomainView> =
+        domains.iter().map(|d| TrackingDomainView::of(d, &target, &account.timezone)).collect();
     Ok(list_response(items.len() as i64, items))
 }
 
 async fn get_one(State(st): State<AppState>, Auth(account): Auth, Path(id): Path<String>) -> ApiResult<Response> {
     let d = st.store.tracking_domain(account.id, path_id(&id, "tracking domain")?).await?;
-    Ok(Json(domain_json(&d, &st.domains.target().await, &account.timezone)).into_response())
+    Ok(Json(TrackingDomainView::of(&d, &st.domains.target().await, &account.timezone)).into_response())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -131,14 +167,14 @@ async fn patch(
         ));
     }
     let d = st.store.set_default_domain(account.id, id).await?;
-    Ok(Json(domain_json(&d, &st.domains.target().await, &account.timezone)).into_response())
+    Ok(Json(TrackingDomainView::of(&d, &st.domains.target().await, &account.timezone)).into_response())
 }
 
 async fn verify(State(st): State<AppState>, Auth(account): Auth, Path(id): Path<String>) -> ApiResult<Response> {
     let d = st.store.tracking_domain(account.id, path_id(&id, "tracking domain")?).await?;
     let checked = st.domains.check(d).await?;
     st.click.hosts.refresh(&st.store).await?;
-    Ok(Json(domain_json(&checked, &st.domains.target().await, &account.timezone)).into_response())
+    Ok(Json(TrackingDomainView::of(&checked, &st.domains.target().await, &account.timezone)).into_response())
 }
 
 async fn delete(State(st): State<AppState>, Auth(account): Auth, Path(id): Path<String>) -> ApiResult<Response> {

@@ -5,15 +5,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::auth::Auth;
-use super::{Api, AppState, JsonBody};
+use super::{list_response, Api, AppState, JsonBody};
 use crate::delivery::target;
 use crate::domain::delivery::Subscribed;
 use crate::domain::parse_event_name;
-use crate::domain::Subscription;
+use crate::domain::{Subscription, SubscriptionStatus};
 use crate::error::{ApiError, ApiResult};
 use crate::event::format_time;
 
@@ -29,6 +29,7 @@ pub fn router() -> Api {
         .body::<SubscribeBody>()
         .get("/rest/v2/webhooks", "Woodpecker's list of subscriptions (event names upper case).", list_webhooks)
         .get("/rest/v2/subscriptions", "Subscriptions with id, secret, status and last outcomes.", list_subscriptions)
+        .returns_list::<SubscriptionView>()
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -104,30 +105,44 @@ async fn list_webhooks(State(st): State<AppState>, Auth(account): Auth) -> ApiRe
     Ok(Json(json!({"webhooks": hooks})).into_response())
 }
 
-pub fn subscription_json(s: &Subscription, tz: &str) -> Value {
-    json!({
-        "id": s.id,
-        "target_url": s.target_url,
-        "event": s.event,
-        "secret": s.secret,
-        "status": s.status,
-        "created": format_time(s.created_at, tz),
-        "last_success": s.last_success_at.map(|t| format_time(t, tz)),
-        "last_failure": s.last_failure_at.map(|t| format_time(t, tz)),
-        "failing_since": s.failing_since.map(|t| format_time(t, tz)),
-    })
+/// A subscription as the API shows it, secret included (the account's own).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SubscriptionView {
+    id: i64,
+    target_url: String,
+    #[schema(example = "link_clicked")]
+    event: String,
+    /// The Standard Webhooks secret its batches are signed with.
+    #[schema(example = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD")]
+    secret: String,
+    #[schema(value_type = String, example = "active")]
+    status: SubscriptionStatus,
+    created: String,
+    last_success: Option<String>,
+    last_failure: Option<String>,
+    /// The first failure since the last success.
+    failing_since: Option<String>,
+}
+
+impl SubscriptionView {
+    pub fn of(s: &Subscription, tz: &str) -> Self {
+        let time = |t: Option<i64>| t.map(|t| format_time(t, tz));
+        SubscriptionView {
+            id: s.id,
+            target_url: s.target_url.clone(),
+            event: s.event.clone(),
+            secret: s.secret.clone(),
+            status: s.status,
+            created: format_time(s.created_at, tz),
+            last_success: time(s.last_success_at),
+            last_failure: time(s.last_failure_at),
+            failing_since: time(s.failing_since),
+        }
+    }
 }
 
 async fn list_subscriptions(State(st): State<AppState>, Auth(account): Auth) -> ApiResult<Response> {
-    let subs: Vec<Value> = st
-        .store
-        .list_subscriptions(account.id)
-        .await?
-        .iter()
-        .map(|s| subscription_json(s, &account.timezone))
-        .collect();
-    let total = subs.len() as i64;
-    let mut res = Json(Value::Array(subs)).into_response();
-    res.headers_mut().insert("x-total-count", total.into());
-    Ok(res)
+    let subs = st.store.list_subscriptions(account.id).await?;
+    let views: Vec<SubscriptionView> = subs.iter().map(|s| SubscriptionView::of(s, &account.timezone)).collect();
+    Ok(list_response(views.len() as i64, views))
 }
