@@ -405,7 +405,9 @@ mod tests {
     }
 
     /// How long a background write takes to commit while the writer is saturated: a thread
-    /// keeps more clicks queued than one transaction takes, so the queue never runs dry.
+    /// keeps far more clicks queued than one transaction takes, so the queue never runs dry,
+    /// not even while that thread waits for a core (5 groups' worth ran dry in a CI run with
+    /// every test sharing two cores: a group without clicks let the write through at 593 ms).
     async fn background_write_under_saturation(store: &Arc<SqliteStore>) -> Duration {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let clicker = std::thread::spawn({
@@ -413,7 +415,7 @@ mod tests {
             move || {
                 let mut outstanding = std::collections::VecDeque::new();
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    while outstanding.len() < 5 * MAX_GROUP {
+                    while outstanding.len() < 50 * MAX_GROUP {
                         let (tx, rx) = oneshot::channel();
                         writer.send(Msg::Click(click(), tx)).unwrap();
                         outstanding.push_back(rx);
