@@ -147,8 +147,9 @@ static AFFINITY: LazyLock<Vec<usize>> = LazyLock::new(|| {
 fn cores_busy() -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let ticks = busy_ticks(&stat, &AFFINITY)?;
-    // USER_HZ, the unit of /proc/stat, is 100 on every Linux architecture.
-    Some(Duration::from_millis(ticks * 10))
+    // SAFETY: sysconf has no preconditions. Its answer is USER_HZ, the unit of /proc/stat.
+    let per_second = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100).max(1);
+    Some(Duration::from_nanos(ticks.saturating_mul(1_000_000_000 / per_second)))
 }
 
 /// Ticks the given cores spent busy (all but `idle` and `iowait`), from `/proc/stat` text.
