@@ -75,7 +75,7 @@ async fn prune_until(
 const WAIT_PER_STEP_TIME: u32 = 4;
 
 /// Runs `step` until it removes nothing. In a lull of the clicks a step follows the last at
-/// once. While they flow, each step waits for spare CPU and a writer with time to spare
+/// once. While they flow, each step waits while the cores it runs on are busy
 /// (`Scheduling::defer_to_clicks`: a saturating burst is not slowed) and steps stay short and
 /// apart; below saturation pruning keeps up with any rate the clicks can be settled at.
 async fn steps<F, Fut>(store: &DynStore, stopped: &(dyn Fn() -> bool + Sync), mut step: F) -> StoreResult<u64>
