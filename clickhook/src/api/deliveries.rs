@@ -29,11 +29,13 @@ pub fn router() -> Api {
         .post("/rest/v2/subscriptions/{id}/resume", "Deliver again (also re-enables a disabled subscription).", resume)
         .returns::<SubscriptionView>(&[200])
         .post("/rest/v2/subscriptions/{id}/test", "Queue a signed example link_clicked batch to the target.", test)
+        .returns::<Queued>(&[202])
         .post(
             "/rest/v2/subscriptions/{id}/replay_failed",
             "Send every failed batch of the subscription again.",
             replay_failed,
         )
+        .returns::<Replayed>(&[200])
         .get(
             "/rest/v2/deliveries",
             "The delivery log with every attempt: subscription_id, status, since, until; paged.",
@@ -53,6 +55,7 @@ pub fn router() -> Api {
         )
         .returns_list::<DeliveryView>()
         .post("/rest/v2/deliveries/{id}/replay", "Send a batch again, with its original webhook-id.", replay)
+        .returns::<Pending>(&[202])
 }
 
 async fn status(st: &AppState, account: i64, id: &str, status: SubscriptionStatus) -> ApiResult<Response> {
@@ -81,7 +84,26 @@ async fn test(State(st): State<AppState>, Auth(a): Auth, Path(id): Path<String>)
     example[0]["firm_id"] = json!(a.id);
     example[0]["timestamp"] = json!(format_time(now_millis(), &a.timezone));
     let delivery = st.store.add_test_delivery(a.id, id, example.to_string(), now_millis()).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"delivery_id": delivery}))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(Queued { delivery_id: delivery })).into_response())
+}
+
+/// A test batch queued: its id in the delivery log.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Queued {
+    delivery_id: i64,
+}
+
+/// How many failed batches were queued again.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Replayed {
+    replayed: i64,
+}
+
+/// A batch queued again, to be sent with its original webhook-id.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Pending {
+    #[schema(example = "pending")]
+    status: &'static str,
 }
 
 /// Woodpecker's example payload, for the test endpoint.
@@ -89,12 +111,12 @@ const EXAMPLE: &str = include_str!("../../data/link_clicked.example.json");
 
 async fn replay_failed(State(st): State<AppState>, Auth(a): Auth, Path(id): Path<String>) -> ApiResult<Response> {
     let n = st.store.replay_failed(a.id, path_id(&id, "subscription")?, now_millis()).await?;
-    Ok(Json(json!({"replayed": n})).into_response())
+    Ok(Json(Replayed { replayed: n }).into_response())
 }
 
 async fn replay(State(st): State<AppState>, Auth(a): Auth, Path(id): Path<String>) -> ApiResult<Response> {
     st.store.replay_delivery(a.id, path_id(&id, "delivery")?, now_millis()).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"status": "pending"}))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(Pending { status: "pending" })).into_response())
 }
 
 /// A batch of events sent to one subscription, with every attempt.

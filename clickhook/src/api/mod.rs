@@ -220,6 +220,7 @@ pub fn api() -> Api {
 fn admin() -> Api {
     Api::new("operations")
         .public(Method::GET, "/healthz", "Liveness and store reachability.", healthz)
+        .returns::<Health>(&[200])
         .public(Method::GET, "/metrics", "Prometheus metrics.", metrics)
         .produces(crate::metrics::CONTENT_TYPE)
         .merge(docs::router())
@@ -343,13 +344,23 @@ async fn method_not_allowed(method: Method) -> ApiError {
 }
 
 /// 200 while the store answers and can write; otherwise 503 with the reason.
+/// The answer of `/healthz` while the store answers and can write (else 503 in the envelope).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Health {
+    #[schema(example = "ok")]
+    status: &'static str,
+    /// The store this node runs on.
+    #[schema(example = "sqlite")]
+    store: &'static str,
+}
+
 async fn healthz(State(st): State<AppState>) -> Response {
     let checked = match st.store.outbox_depth().await {
         Ok(_) => st.store.writable().await,
         Err(e) => Err(e),
     };
     match checked {
-        Ok(()) => (StatusCode::OK, axum::Json(json!({"status": "ok", "store": st.store.backend()}))).into_response(),
+        Ok(()) => axum::Json(Health { status: "ok", store: st.store.backend() }).into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }
 }
