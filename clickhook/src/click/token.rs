@@ -82,10 +82,7 @@ fn build_key(k: &LinkKey) -> Option<Key> {
 impl LinkKeys {
     /// Loads the keys; creates the first one on a fresh database.
     pub async fn load(store: DynStore) -> StoreResult<Arc<Self>> {
-        let mut stored = store.link_keys().await?;
-        if stored.is_empty() {
-            stored.push(store.add_link_key(new_secret()).await?);
-        }
+        let stored = store.link_keys_or_first(new_secret()).await?;
         Ok(Arc::new(LinkKeys {
             keys: RwLock::new(stored.iter().filter_map(build_key).collect()),
             store,

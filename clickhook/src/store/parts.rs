@@ -33,6 +33,9 @@ pub trait AccountStore: Send + Sync {
     async fn account_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<Account>>;
 
     async fn link_keys(&self) -> StoreResult<Vec<LinkKey>>;
+    /// The link keys, after storing `first` when there are none: nodes that start at once on a
+    /// new database agree on one key instead of each signing with its own.
+    async fn link_keys_or_first(&self, first: Vec<u8>) -> StoreResult<Vec<LinkKey>>;
     async fn add_link_key(&self, secret: Vec<u8>) -> StoreResult<LinkKey>;
     async fn remove_link_key(&self, id: i64) -> StoreResult<()>;
 }

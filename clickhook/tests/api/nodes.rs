@@ -166,6 +166,27 @@ async fn one_node_settles_and_another_takes_over_when_it_goes() {
     }
 }
 
+/// Nodes that start at once on a new database sign links with one key, so a link made on one
+/// node resolves on every other at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_starting_at_once_agree_on_one_signing_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_db(dir.path());
+    let first = clickhook::store::open(&db).await.unwrap();
+    let mut stores = vec![first];
+    for _ in 0..3 {
+        stores.push(clickhook::store::open(&db).await.unwrap());
+    }
+    let keys =
+        futures::future::join_all(stores.iter().map(|s| s.link_keys_or_first(clickhook::click::token::new_secret())))
+            .await;
+    let ids: Vec<Vec<i64>> = keys.into_iter().map(|k| k.unwrap().iter().map(|k| k.id).collect()).collect();
+    assert!(ids.iter().all(|k| k.len() == 1 && *k == ids[0]), "each node has its own key: {ids:?}");
+    for s in stores {
+        s.close().await;
+    }
+}
+
 /// A campaign deleted through one node: its links stop resolving on every other node within a
 /// second, though they were cached there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -105,6 +105,19 @@ impl AccountStore for PgStore {
         all(&*c, "SELECT id, secret, created_at FROM link_keys ORDER BY id", &[], rows::link_key).await
     }
 
+    async fn link_keys_or_first(&self, first: Vec<u8>) -> StoreResult<Vec<LinkKey>> {
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await.map_err(pg)?;
+        // Taken by one node at a time, and readers still read.
+        exec(&tx, "LOCK TABLE link_keys IN SHARE ROW EXCLUSIVE MODE", &[]).await?;
+        let sql = "INSERT INTO link_keys (secret, created_at) \
+                   SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM link_keys)";
+        exec(&tx, sql, &[&first, &now_millis()]).await?;
+        let keys = all(&tx, "SELECT id, secret, created_at FROM link_keys ORDER BY id", &[], rows::link_key).await?;
+        tx.commit().await.map_err(pg)?;
+        Ok(keys)
+    }
+
     async fn add_link_key(&self, secret: Vec<u8>) -> StoreResult<LinkKey> {
         let c = self.pool.get().await?;
         let now = now_millis();

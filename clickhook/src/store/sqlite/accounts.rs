@@ -109,6 +109,16 @@ impl AccountStore for SqliteStore {
             .await
     }
 
+    async fn link_keys_or_first(&self, first: Vec<u8>) -> StoreResult<Vec<LinkKey>> {
+        self.write(move |conn| {
+            let sql = "INSERT INTO link_keys (secret, created_at) \
+                       SELECT ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM link_keys)";
+            exec(conn, sql, params![first, now_millis()])?;
+            all(conn, "SELECT id, secret, created_at FROM link_keys ORDER BY id", [], rows::link_key)
+        })
+        .await
+    }
+
     async fn add_link_key(&self, secret: Vec<u8>) -> StoreResult<LinkKey> {
         self.write(move |conn| {
             let now = now_millis();
