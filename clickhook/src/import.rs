@@ -22,7 +22,8 @@ const CHUNK: usize = 2000;
 /// Rejected rows listed one by one; past this only the count grows.
 const MAX_LISTED: usize = 1000;
 
-#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+/// What an import did: counts, and the first rows it refused with why.
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ImportReport {
     pub created: u64,
     pub updated: u64,
@@ -30,7 +31,8 @@ pub struct ImportReport {
     pub errors: Vec<RowError>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// A refused row: its line in the file (the header is line 1) and why.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct RowError {
     pub line: u64,
     pub error: String,

@@ -5,7 +5,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
 use super::auth::Auth;
 use super::{parse_time, woodpecker_list_response, Api, AppState, JsonBody, Kind, Param, Params};
@@ -17,6 +16,7 @@ use crate::event::format_time;
 pub fn router() -> Api {
     Api::new("campaigns")
         .get("/rest/v1/campaign_list", "Woodpecker's campaign list; filters status and id.", campaign_list)
+        .returns_list::<WoodpeckerCampaign>()
         .empty(&[(204, "No campaign matches (Woodpecker answers so).")])
         .query(
             const {
@@ -44,6 +44,7 @@ pub fn router() -> Api {
             patch_enrollment,
         )
         .body::<EnrollmentBody>()
+        .returns::<EnrollmentView>(&[200])
 }
 
 pub fn path_id(raw: &str, what: &str) -> ApiResult<i64> {
@@ -96,25 +97,40 @@ impl CampaignView {
 async fn campaign_list(State(st): State<AppState>, Auth(account): Auth, params: Params) -> ApiResult<Response> {
     let status = params.str("status").map(CampaignStatus::parse).transpose()?;
     let ids = params.ids("id")?;
-    let items: Vec<Value> = st
+    let items: Vec<WoodpeckerCampaign> = st
         .store
         .list_campaigns(account.id)
         .await?
         .iter()
         .filter(|c| status.is_none_or(|s| s == c.status) && (ids.is_empty() || ids.contains(&c.id)))
-        .map(|c| {
-            json!({
-                "id": c.id,
-                "name": c.name,
-                "status": c.status.as_str(),
-                "created": format_time(c.created_at, &account.timezone),
-                "from_name": c.from_name,
-                "from_email": c.mailboxes.first().cloned().unwrap_or_default(),
-                "from_emails": c.mailboxes,
-            })
+        .map(|c| WoodpeckerCampaign {
+            id: c.id,
+            name: c.name.clone(),
+            status: c.status,
+            created: format_time(c.created_at, &account.timezone),
+            from_name: c.from_name.clone(),
+            from_email: c.mailboxes.first().cloned().unwrap_or_default(),
+            from_emails: c.mailboxes.clone(),
         })
         .collect();
     Ok(woodpecker_list_response(items.len() as i64, items))
+}
+
+/// A campaign as Woodpecker's v1 `campaign_list` shows it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": 1, "name": "Q2 outreach", "status": "RUNNING", "created": "2025-03-20T09:00:00+0100",
+                          "from_name": "Richard", "from_email": "richard@piedpiper.com",
+                          "from_emails": ["richard@piedpiper.com"]}))]
+pub struct WoodpeckerCampaign {
+    id: i64,
+    name: String,
+    #[schema(value_type = String)]
+    status: CampaignStatus,
+    created: String,
+    from_name: String,
+    /// The first mailbox, "" when there is none.
+    from_email: String,
+    from_emails: Vec<String>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -254,17 +270,35 @@ fn some<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>
     Option::<String>::deserialize(d).map(Some)
 }
 
-pub fn enrollment_json(e: &Enrollment, tz: &str) -> Value {
-    json!({
-        "campaign_id": e.campaign_id,
-        "prospect_id": e.prospect_id,
-        "step": e.step,
-        "step_type": e.step_type,
-        "campaign_email_sent": e.emails_sent,
-        "campaign_email": e.mailbox.clone().unwrap_or_default(),
-        "followup_after": e.followup_after.map(|t| format_time(t, tz)),
-        "stopped": e.stopped,
-    })
+/// A prospect's place in a campaign.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EnrollmentView {
+    campaign_id: i64,
+    prospect_id: i64,
+    /// The step it is at, from 1; null before the first email.
+    step: Option<i64>,
+    #[schema(value_type = Option<String>)]
+    step_type: Option<StepType>,
+    campaign_email_sent: i64,
+    /// The mailbox its emails go from, "" until one is chosen.
+    campaign_email: String,
+    followup_after: Option<String>,
+    stopped: bool,
+}
+
+impl EnrollmentView {
+    pub fn of(e: &Enrollment, tz: &str) -> Self {
+        EnrollmentView {
+            campaign_id: e.campaign_id,
+            prospect_id: e.prospect_id,
+            step: e.step,
+            step_type: e.step_type,
+            campaign_email_sent: e.emails_sent,
+            campaign_email: e.mailbox.clone().unwrap_or_default(),
+            followup_after: e.followup_after.map(|t| format_time(t, tz)),
+            stopped: e.stopped,
+        }
+    }
 }
 
 async fn patch_enrollment(
@@ -282,5 +316,5 @@ async fn patch_enrollment(
     };
     let of = EnrollmentKey { campaign_id: path_id(&id, "campaign")?, prospect_id: path_id(&prospect_id, "prospect")? };
     let e = st.store.update_enrollment(account.id, of, EnrollmentPatch { step: b.step, followup_after }).await?;
-    Ok(Json(enrollment_json(&e, &account.timezone)).into_response())
+    Ok(Json(EnrollmentView::of(&e, &account.timezone)).into_response())
 }

@@ -16,6 +16,7 @@ pub mod docs;
 pub mod emails;
 pub mod openapi;
 pub mod prospects;
+pub mod reply;
 pub mod tracking_domains;
 pub mod webhooks;
 
@@ -24,11 +25,10 @@ use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts, Request, State};
 use axum::handler::Handler;
-use axum::http::{header, request::Parts, HeaderValue, Method, StatusCode};
+use axum::http::{header, request::Parts, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter};
 use axum::Router;
-use serde_json::{json, Value};
 
 use crate::click::token::LinkKeys;
 use crate::click::ClickState;
@@ -73,6 +73,7 @@ impl FromRef<AppState> for ClickState {
 
 pub use body::{nul_refused, parse_json, read_body, BodyBytes, JsonBody};
 pub use openapi::{Kind, Param};
+pub use reply::{list_response, ok_status, woodpecker_list_response, OkStatus};
 
 /// One documented operation.
 #[derive(Debug, Clone)]
@@ -93,6 +94,9 @@ pub struct Op {
     pub empty: &'static [(u16, &'static str)],
     /// What it answers when it succeeds, if declared: the statuses and the type it serializes.
     pub returns: Option<openapi::Returns>,
+    /// The errors it answers besides those every operation of its kind can (400, 401, 404 for
+    /// an id in the path, 413 for a body), and when.
+    pub errors: &'static [(u16, &'static str)],
 }
 
 /// An axum router that remembers what it routes.
@@ -125,6 +129,7 @@ impl Api {
             produces: "application/json",
             empty: &[],
             returns: None,
+            errors: &[],
         });
         self
     }
@@ -170,6 +175,12 @@ impl Api {
     /// Declares the statuses the operation added last answers with no body.
     pub fn empty(mut self, statuses: &'static [(u16, &'static str)]) -> Self {
         self.last().empty = statuses;
+        self
+    }
+
+    /// Declares errors of the operation added last that its kind does not imply.
+    pub fn errors(mut self, errors: &'static [(u16, &'static str)]) -> Self {
+        self.last().errors = errors;
         self
     }
 
@@ -236,18 +247,26 @@ fn tracked_links() -> Api {
             "Follow a tracked link: records the click, then redirects (302).",
             crate::click::follow,
         )
+        .empty(LINK_ANSWERS)
+        .errors(LINK_ERRORS)
         .public(
             Method::HEAD,
             "/c/{token}",
             "HEAD of a tracked link; recorded, and judged a bot's.",
             crate::click::follow,
         )
+        .empty(LINK_ANSWERS)
+        .errors(LINK_ERRORS)
 }
+
+const LINK_ANSWERS: &[(u16, &str)] = &[(302, "To the link's target, in Location; the click is stored.")];
+const LINK_ERRORS: &[(u16, &str)] = &[(503, "The store cannot take the click now; Retry-After says when to retry.")];
 
 /// Everything but the tracked links.
 fn service() -> Api {
     Api::new("operations")
         .public(Method::GET, "/openapi.json", "This document.", openapi_json)
+        .returns::<openapi::Document>(&[200])
         .merge(prospects::router())
         .merge(campaigns::router())
         .merge(emails::router())
@@ -469,28 +488,4 @@ pub fn parse_time(v: &str) -> Option<i64> {
         .or_else(|_| chrono::DateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%S%z"))
         .map(|t| t.timestamp_millis())
         .ok()
-}
-
-/// A native (v2) list: 200 with `X-Total-Count`, `[]` when there is nothing.
-pub fn list_response<T: serde::Serialize>(total: i64, items: Vec<T>) -> Response {
-    let mut res = axum::Json(items).into_response();
-    res.headers_mut().insert("x-total-count", HeaderValue::from(total));
-    res
-}
-
-/// A Woodpecker (v1) list, as Woodpecker answers it: 200 with `X-Total-Count`, or 204 when
-/// there is nothing (clients written for Woodpecker expect that).
-pub fn woodpecker_list_response(total: i64, items: Vec<Value>) -> Response {
-    let mut res = if items.is_empty() {
-        StatusCode::NO_CONTENT.into_response()
-    } else {
-        axum::Json(Value::Array(items)).into_response()
-    };
-    res.headers_mut().insert("x-total-count", HeaderValue::from(total));
-    res
-}
-
-/// Success in the same envelope as errors, for endpoints that have nothing else to say.
-pub fn ok_status(msg: impl Into<String>) -> Response {
-    axum::Json(json!({"status": {"status": "OK", "msg": msg.into()}})).into_response()
 }

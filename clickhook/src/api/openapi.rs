@@ -93,6 +93,23 @@ pub struct Returns {
     pub schema: BodySchema,
 }
 
+/// An OpenAPI document, as `/openapi.json` answers it.
+pub struct Document;
+
+impl utoipa::PartialSchema for Document {
+    fn schema() -> RefOr<Schema> {
+        let schema = json!({"type": "object", "required": ["openapi", "info", "paths"],
+                            "description": "OpenAPI 3.1: https://spec.openapis.org/oas/v3.1.0"});
+        serde_json::from_value(schema).expect("the document's schema parses")
+    }
+}
+
+impl utoipa::ToSchema for Document {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "OpenApiDocument".into()
+    }
+}
+
 /// What a request's body is.
 #[derive(Debug, Clone, Copy)]
 pub enum Body {
@@ -136,17 +153,20 @@ pub fn document(ops: &[Op]) -> Value {
                     }
                     responses.insert(status.to_string(), ok);
                 }
-                responses.insert("default".into(), error("Any other error, e.g. 503 while the store cannot answer."));
             }
+            // No JSON success: only the statuses declared empty, or a body of another kind.
+            None if op.produces == "application/json" => {}
             None => {
-                responses.insert(
-                    "default".into(),
-                    json!({"description": "The outcome: see the summary.", "content": {op.produces: {}}}),
-                );
+                let ok = json!({"description": op.summary, "content": {op.produces: {"schema": {"type": "string"}}}});
+                responses.insert("200".into(), ok);
             }
         }
+        responses.entry("default").or_insert_with(|| error("Any other error, e.g. 503 while the store cannot answer."));
         for (status, about) in op.empty {
             responses.insert(status.to_string(), json!({"description": about}));
+        }
+        for (status, about) in op.errors {
+            responses.insert(status.to_string(), error(about));
         }
         if !params.is_empty() || op.body.is_some() {
             responses.insert("400".into(), error("Input that does not parse, named in the message."));
@@ -199,6 +219,7 @@ pub fn document(ops: &[Op]) -> Value {
     );
     json!({
         "openapi": "3.1.0",
+        "webhooks": {"link_clicked": link_clicked()},
         "info": {"title": "clickhook", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Link tracking with Woodpecker-compatible link_clicked webhooks."},
         "paths": paths,
@@ -211,4 +232,36 @@ pub fn document(ops: &[Op]) -> Value {
             "schemas": components,
         }
     })
+}
+
+/// What clickhook POSTs to each subscribed URL: Woodpecker's `link_clicked` body, with its
+/// published example, signed per Standard Webhooks.
+fn link_clicked() -> Value {
+    let example: Value = serde_json::from_str(include_str!("../../data/link_clicked.example.json"))
+        .expect("the published example is JSON");
+    let header = |name: &str, about: &str, example: &str| {
+        json!({"name": name, "in": "header", "required": true, "description": about,
+               "schema": {"type": "string", "examples": [example]}})
+    };
+    let required = ["method", "prospect", "click_url", "step", "email_no", "timestamp", "firm_id"];
+    json!({"post": {
+        "summary": "Clicks judged human, up to 100 in one batch, in click order.",
+        "description": "Retried with growing delays until a 2xx answer; the webhook-id stays the same \
+                        on every try, so a receiver can drop repeats.",
+        "parameters": [
+            header("webhook-id", "The batch's id, the same on every retry.", "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk"),
+            header("webhook-timestamp", "Unix seconds when this try was signed.", "1649367553"),
+            header("webhook-signature", "v1, and HMAC-SHA256 of id.timestamp.body under the secret.",
+                   "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw="),
+        ],
+        "requestBody": {"required": true, "content": {"application/json": {
+            "schema": {"type": "array", "maxItems": 100, "items": {"type": "object", "required": required,
+                "properties": {"method": {"type": "string", "enum": ["link_clicked"]},
+                               "prospect": {"type": "object"}, "click_url": {"type": "string"},
+                               "step": {"type": "integer"}, "email_no": {"type": "string"},
+                               "timestamp": {"type": "string"}, "firm_id": {"type": "integer"}}}},
+            "example": example}}},
+        "responses": {"2XX": {"description": "Received: the batch is done."},
+                      "default": {"description": "Not received: retried later."}},
+    }})
 }

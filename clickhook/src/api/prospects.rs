@@ -4,11 +4,12 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use utoipa::openapi::{RefOr, Schema};
 
 use super::auth::Auth;
-use super::{ok_status, woodpecker_list_response, Api, AppState, JsonBody, Kind, Param, Params};
+use super::{ok_status, woodpecker_list_response, Api, AppState, JsonBody, Kind, OkStatus, Param, Params};
 use crate::domain::prospect::{SearchField, SortKey, Upserted};
 use crate::domain::Prospect;
 use crate::domain::{EmailAddress, Interested, ProspectFields, ProspectInput, ProspectStatus, TEXT_FIELDS};
@@ -26,6 +27,7 @@ pub fn router() -> Api {
             "List prospects: page, per_page, sort, id, status, interested, campaigns_id, search.",
             list,
         )
+        .returns_list::<ProspectView>()
         .empty(&[(204, "No prospect matches (Woodpecker answers so).")])
         .query(
             const {
@@ -43,14 +45,21 @@ pub fn router() -> Api {
         )
         .delete("/rest/v1/prospects", "Delete prospects by id (comma-separated).", delete)
         .query(const { &[Param::new("id", Kind::Ids, "The prospects to delete.")] })
+        .returns::<OkStatus>(&[200])
+        .errors(&[(404, "None of these prospects is in this account.")])
         .post("/rest/v1/add_prospects_list", "Add or update prospects (matched by email).", add_list)
         .body::<AddList>()
+        .returns::<AddReport>(&[200])
         .post("/rest/v1/add_prospects_campaign", "Add or update prospects and enroll them in a campaign.", add_campaign)
         .body::<AddCampaign>()
+        .returns::<AddReport>(&[200])
         .post("/rest/v1/stop_followups", "Stop a prospect in every campaign.", stop_followups)
         .body::<StopFollowups>()
+        .returns::<OkStatus>(&[200])
+        .errors(&[(404, "No prospect with this email in this account.")])
         .post("/rest/v2/prospects/import", "Import prospects from a CSV body; file_name names the file.", import)
         .text_body("text/csv")
+        .returns::<crate::import::ImportReport>(&[200])
         .query(
             const {
                 &[
@@ -61,25 +70,66 @@ pub fn router() -> Api {
         )
 }
 
-pub fn prospect_json(p: &Prospect, tz: &str) -> Value {
-    let mut m = Map::new();
-    m.insert("id".into(), json!(p.id));
-    m.insert("email".into(), json!(p.email));
-    let text = p.text_fields();
-    for (name, v) in TEXT_FIELDS.iter().zip(text) {
-        m.insert((*name).into(), json!(v));
+/// A prospect as Woodpecker's v1 lists it: every text field and snippet, `""` when empty.
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct ProspectView(Map<String, Value>);
+
+impl ProspectView {
+    pub fn of(p: &Prospect, tz: &str) -> Self {
+        let mut m = Map::new();
+        m.insert("id".into(), json!(p.id));
+        m.insert("email".into(), json!(p.email));
+        let text = p.text_fields();
+        for (name, v) in TEXT_FIELDS.iter().zip(text) {
+            m.insert((*name).into(), json!(v));
+        }
+        for (i, s) in p.snippets.iter().enumerate() {
+            m.insert(format!("snippet{}", i + 1), json!(s));
+        }
+        m.insert("status".into(), json!(p.status));
+        m.insert("interested".into(), json!(p.interested));
+        m.insert("imported".into(), json!(p.imported));
+        m.insert("last_contacted".into(), json!(p.last_contacted.map(|t| format_time(t, tz)).unwrap_or_default()));
+        m.insert("in_campaign".into(), json!(p.in_campaign));
+        m.insert("emails_sent".into(), json!(p.emails_sent));
+        m.insert("updated".into(), json!(format_time(p.updated_at, tz)));
+        ProspectView(m)
     }
-    for (i, s) in p.snippets.iter().enumerate() {
-        m.insert(format!("snippet{}", i + 1), json!(s));
+}
+
+/// Made from the same field lists as [`ProspectView::of`].
+impl utoipa::PartialSchema for ProspectView {
+    fn schema() -> RefOr<Schema> {
+        let text = json!({"type": "string"});
+        let int = json!({"type": "integer", "format": "int64"});
+        let mut props = Map::new();
+        props.insert("id".into(), int.clone());
+        props.insert("email".into(), json!({"type": "string", "examples": ["amy@bachmanity.com"]}));
+        for name in TEXT_FIELDS {
+            props.insert(name.into(), text.clone());
+        }
+        for i in 1..=Prospect::blank(0).snippets.len() {
+            props.insert(format!("snippet{i}"), text.clone());
+        }
+        props.insert("status".into(), json!({"type": "string", "enum": ProspectStatus::WIRE}));
+        let interested: Vec<Option<&str>> = Interested::WIRE.iter().copied().map(Some).chain([None]).collect();
+        props.insert("interested".into(), json!({"type": ["string", "null"], "enum": interested}));
+        props.insert("imported".into(), json!({"type": "string", "description": "The file or request it came from."}));
+        props.insert("last_contacted".into(), json!({"type": "string", "description": "\"\" when never."}));
+        props.insert("in_campaign".into(), int.clone());
+        props.insert("emails_sent".into(), int);
+        props.insert("updated".into(), json!({"type": "string", "examples": ["2025-03-21T20:47:47+0100"]}));
+        let required: Vec<&String> = props.keys().collect();
+        let schema = json!({"type": "object", "required": required, "properties": props});
+        serde_json::from_value(schema).expect("a prospect's schema parses")
     }
-    m.insert("status".into(), json!(p.status));
-    m.insert("interested".into(), json!(p.interested));
-    m.insert("imported".into(), json!(p.imported));
-    m.insert("last_contacted".into(), json!(p.last_contacted.map(|t| format_time(t, tz)).unwrap_or_default()));
-    m.insert("in_campaign".into(), json!(p.in_campaign));
-    m.insert("emails_sent".into(), json!(p.emails_sent));
-    m.insert("updated".into(), json!(format_time(p.updated_at, tz)));
-    Value::Object(m)
+}
+
+impl utoipa::ToSchema for ProspectView {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Prospect".into()
+    }
 }
 
 async fn list(State(st): State<AppState>, Auth(account): Auth, params: Params) -> ApiResult<Response> {
@@ -122,7 +172,7 @@ async fn list(State(st): State<AppState>, Auth(account): Auth, params: Params) -
         }
     }
     let (total, prospects) = st.store.list_prospects(account.id, q).await?;
-    Ok(woodpecker_list_response(total, prospects.iter().map(|p| prospect_json(p, &account.timezone)).collect()))
+    Ok(woodpecker_list_response(total, prospects.iter().map(|p| ProspectView::of(p, &account.timezone)).collect()))
 }
 
 /// Woodpecker clients send `update` as a boolean or as the string "true"/"false".
@@ -167,6 +217,8 @@ pub fn parse_prospect(v: &Value) -> ApiResult<ProspectInput> {
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"update": true, "file_name": "API import 2025-03-20",
+                          "prospects": [{"email": "erlich@bachmanity.com", "first_name": "Erlich", "company": "Bachmanity"}]}))]
 struct AddList {
     #[serde(default)]
     update: Option<Value>,
@@ -182,6 +234,8 @@ struct CampaignRef {
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"campaign": {"campaign_id": 123456}, "update": "true",
+                          "prospects": [{"email": "erlich@bachmanity.com", "first_name": "Erlich"}]}))]
 struct AddCampaign {
     campaign: CampaignRef,
     #[serde(default)]
@@ -224,23 +278,67 @@ async fn add(
         .upsert_prospects(account_id, UpsertProspects { prospects: valid, update, imported, campaign_id, import: None })
         .await?;
     let mut outcomes = outcomes.into_iter();
-    let report: Vec<Value> = parsed
+    let prospects: Vec<Added> = parsed
         .iter()
         .zip(&items)
         .map(|(p, raw)| match p {
             Ok(p) => {
                 let o = outcomes.next().expect("one outcome per valid prospect");
-                let status = if matches!(o, Upserted::Unchanged(_)) { "DUPLICATE" } else { "OK" };
-                json!({"id": o.id(), "email": p.email.as_str(), "status": status,
-                       "created": matches!(o, Upserted::Created(_))})
+                let duplicate = matches!(o, Upserted::Unchanged(_));
+                Added::Stored {
+                    id: o.id(),
+                    email: p.email.as_str().to_string(),
+                    status: if duplicate { AddedStatus::Duplicate } else { AddedStatus::Ok },
+                    created: matches!(o, Upserted::Created(_)),
+                }
             }
-            Err(e) => {
-                json!({"email": raw.get("email").cloned().unwrap_or(Value::Null), "status": "ERROR",
-                             "code": e.code, "msg": e.msg})
-            }
+            Err(e) => Added::Refused {
+                email: raw.get("email").cloned().unwrap_or(Value::Null),
+                status: Refused::Error,
+                code: e.code.to_string(),
+                msg: e.msg.clone(),
+            },
         })
         .collect();
-    Ok(Json(json!({"prospects": report})).into_response())
+    Ok(Json(AddReport { prospects }).into_response())
+}
+
+/// What an add did with each prospect, in the order they were given.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"prospects": [
+    {"id": 1, "email": "amy@bachmanity.com", "status": "OK", "created": true},
+    {"email": "not an address", "status": "ERROR", "code": "E_EMAIL", "msg": "not an address is not an email address."}
+]}))]
+pub struct AddReport {
+    prospects: Vec<Added>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+enum Added {
+    /// Stored: created, updated, or already so (DUPLICATE).
+    Stored { id: i64, email: String, status: AddedStatus, created: bool },
+    /// Not stored: the prospect's error, as an error envelope would give it.
+    Refused {
+        /// As given.
+        email: Value,
+        status: Refused,
+        code: String,
+        msg: String,
+    },
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+enum AddedStatus {
+    Ok,
+    Duplicate,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+enum Refused {
+    Error,
 }
 
 async fn add_list(
@@ -276,6 +374,7 @@ async fn delete(State(st): State<AppState>, Auth(account): Auth, params: Params)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"prospect": {"email": "erlich@bachmanity.com"}}))]
 struct StopFollowups {
     prospect: StopWho,
 }

@@ -9,7 +9,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::auth::Auth;
 use super::campaigns::path_id;
@@ -29,6 +28,7 @@ pub fn router() -> Api {
         )
         .body::<AddBody>()
         .returns::<TrackingDomainView>(&[201])
+        .errors(&[(409, "The domain is taken, or the account has as many as it may.")])
         .get("/rest/v2/tracking_domains", "The account's tracking domains with their verification status.", list)
         .returns_list::<TrackingDomainView>()
         .get("/rest/v2/tracking_domains/{id}", "One tracking domain.", get_one)
@@ -56,6 +56,8 @@ pub fn tls_ask() -> Api {
             ask,
         )
         .query(const { &[Param::new("domain", Kind::Text, "The host a certificate is asked for.")] })
+        .returns::<Asked>(&[200])
+        .errors(&[(404, "Not a verified tracking domain: no certificate.")])
 }
 
 /// A tracking domain with its verification status and the DNS record it needs.
@@ -193,5 +195,14 @@ async fn ask(State(st): State<AppState>, params: Params) -> ApiResult<Response> 
             format!("{domain} is not a verified tracking domain."),
         ));
     }
-    Ok(Json(json!({"domain": domain.as_str(), "status": "verified"})).into_response())
+    Ok(Json(Asked { domain: domain.as_str().to_string(), status: "verified" }).into_response())
+}
+
+/// `/tls/ask`'s yes: the domain may have a certificate.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"domain": "t.bachmanity.com", "status": "verified"}))]
+struct Asked {
+    domain: String,
+    #[schema(pattern = "^verified$")]
+    status: &'static str,
 }

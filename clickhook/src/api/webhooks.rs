@@ -6,12 +6,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
 use super::auth::Auth;
 use super::{list_response, Api, AppState, JsonBody};
 use crate::delivery::target;
-use crate::domain::delivery::Subscribed;
+use crate::domain::delivery::Subscribed as Outcome;
 use crate::domain::parse_event_name;
 use crate::domain::{Subscription, SubscriptionStatus};
 use crate::error::{ApiError, ApiResult};
@@ -25,14 +24,20 @@ pub fn router() -> Api {
             subscribe,
         )
         .body::<SubscribeBody>()
+        .returns::<Subscribed>(&[201])
+        .errors(&[(409, "The URL already has this event, or the event already has 3 URLs.")])
         .post("/rest/v1/webhooks/unsubscribe", "Remove a subscription.", unsubscribe)
         .body::<SubscribeBody>()
+        .returns::<Subscribed>(&[200])
+        .errors(&[(404, "No subscription of this event for this URL (E_URL_NOT_FOUND).")])
         .get("/rest/v2/webhooks", "Woodpecker's list of subscriptions (event names upper case).", list_webhooks)
+        .returns::<Webhooks>(&[200])
         .get("/rest/v2/subscriptions", "Subscriptions with id, secret, status and last outcomes.", list_subscriptions)
         .returns_list::<SubscriptionView>()
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"target_url": "https://hooks.bachmanity.com/woodpecker", "event": "link_clicked"}))]
 struct SubscribeBody {
     #[serde(default)]
     target_url: Option<String>,
@@ -66,12 +71,12 @@ async fn subscribe(
     // Kept as given: receivers compare the URL they subscribed with what they list.
     let target_url = b.target_url.as_deref().unwrap_or_default().trim().to_string();
     match st.store.subscribe(account.id, &target_url, event, new_secret()).await? {
-        Subscribed::Created(_) => {
-            Ok((StatusCode::CREATED, Json(json!({"target_url": target_url, "event": event, "message": "Subscribed."})))
-                .into_response())
+        Outcome::Created(_) => {
+            let done = Subscribed { target_url, event, message: "Subscribed." };
+            Ok((StatusCode::CREATED, Json(done)).into_response())
         }
-        Subscribed::Duplicate => Err(ApiError::conflict("E_WRONG_PARAM", "Event defined for this url.")),
-        Subscribed::TooMany => {
+        Outcome::Duplicate => Err(ApiError::conflict("E_WRONG_PARAM", "Event defined for this url.")),
+        Outcome::TooMany => {
             Err(ApiError::conflict("E_WRONG_PARAM", "This event already has 3 target URLs; unsubscribe one first."))
         }
     }
@@ -91,18 +96,43 @@ async fn unsubscribe(
             "No subscription of this event for this url.",
         ));
     }
-    Ok(Json(json!({"target_url": target_url, "event": event, "message": "Unsubscribed."})).into_response())
+    Ok(Json(Subscribed { target_url, event, message: "Unsubscribed." }).into_response())
+}
+
+/// What subscribe and unsubscribe answer, as Woodpecker does.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"target_url": "https://hooks.bachmanity.com/woodpecker", "event": "link_clicked",
+                          "message": "Subscribed."}))]
+struct Subscribed {
+    target_url: String,
+    event: &'static str,
+    message: &'static str,
+}
+
+/// Woodpecker's list of an account's subscriptions.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"webhooks": [{"target_url": "https://hooks.bachmanity.com/woodpecker",
+                                        "event": "LINK_CLICKED"}]}))]
+struct Webhooks {
+    webhooks: Vec<Webhook>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Webhook {
+    target_url: String,
+    /// Upper case here, as Woodpecker lists it.
+    event: String,
 }
 
 async fn list_webhooks(State(st): State<AppState>, Auth(account): Auth) -> ApiResult<Response> {
-    let hooks: Vec<Value> = st
+    let webhooks: Vec<Webhook> = st
         .store
         .list_subscriptions(account.id)
         .await?
         .iter()
-        .map(|s| json!({"target_url": s.target_url, "event": s.event.to_uppercase()}))
+        .map(|s| Webhook { target_url: s.target_url.clone(), event: s.event.to_uppercase() })
         .collect();
-    Ok(Json(json!({"webhooks": hooks})).into_response())
+    Ok(Json(Webhooks { webhooks }).into_response())
 }
 
 /// A subscription as the API shows it, secret included (the account's own).

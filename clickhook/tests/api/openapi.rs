@@ -33,8 +33,8 @@ async fn document_matches_the_router() {
         );
         let r = app.client.request(method.parse().unwrap(), &url).send().await.unwrap();
         assert_ne!(r.status(), 405, "{method} {path}");
-        let body = r.text().await.unwrap();
-        assert!(!body.contains("E_URL_NOT_FOUND"), "{method} {path} is not routed");
+        let (status, body) = (r.status(), r.text().await.unwrap());
+        assert!(status != 404 || !body.contains("No such endpoint."), "{method} {path} is not routed");
     }
     // And something undocumented is not served.
     let r = app.client.get(format!("{}/rest/v1/secret", app.base)).send().await.unwrap();
@@ -127,6 +127,31 @@ async fn document_is_valid_and_typed() {
     }
     assert!(with_body >= 12, "{with_body} operations with a JSON body");
 
+    // The webhook clickhook sends is documented with Woodpecker's published example.
+    let hook = &doc["webhooks"]["link_clicked"]["post"]["requestBody"]["content"]["application/json"];
+    let published: serde_json::Value =
+        serde_json::from_str(include_str!("../../data/link_clicked.example.json")).unwrap();
+    assert_eq!(hook["example"], published);
+    assert_eq!(campaign_list_example(&doc)["status"], "RUNNING");
+
+    // Every operation says what it answers when it succeeds, and a JSON answer has its schema.
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, o) in ops.as_object().unwrap() {
+            let successes: Vec<(&String, &serde_json::Value)> = o["responses"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(status, _)| status.starts_with('2') || status.starts_with('3'))
+                .collect();
+            assert!(!successes.is_empty(), "{method} {path} documents no success");
+            for (status, r) in successes {
+                if let Some(json) = r["content"].get("application/json") {
+                    assert!(json["schema"].is_object(), "{method} {path} {status} has no schema");
+                }
+            }
+        }
+    }
+
     if !tool_installed(&["python3", "-c", "import openapi_spec_validator"], "openapi-spec-validator") {
         return;
     }
@@ -207,4 +232,136 @@ async fn a_generated_python_client_works() {
     let out = String::from_utf8_lossy(&used.stdout);
     assert!(used.status.success(), "{out}\n{}", String::from_utf8_lossy(&used.stderr));
     assert!(out.contains("generated client: campaign"), "{out}");
+}
+
+/// What a flow that touches every kind of answer got: each body is checked against the schema
+/// the document gives for its operation and status (jsonschema, from openapi-spec-validator).
+#[tokio::test]
+async fn answers_match_their_documented_schemas() {
+    use reqwest::Method;
+    use serde_json::json;
+    let app = shared();
+    let (_, key) = app.account("Europe/Berlin").await;
+    let mut seen: Vec<serde_json::Value> = Vec::new();
+    let mut record = |method: &Method, template: &str, r: &crate::helpers::Resp| {
+        seen.push(json!({"method": method.as_str().to_lowercase(), "path": template,
+                         "status": r.status.as_u16(), "body": r.text}));
+    };
+    macro_rules! call {
+        ($method:expr, $template:expr, $path:expr, $body:expr) => {{
+            let path: &str = &$path;
+            let r = app.call($method, path, &key, $body).await;
+            record(&$method, $template, &r);
+            r
+        }};
+    }
+    let c = app.campaign(&key, 2).await;
+    call!(Method::GET, "/rest/v1/campaign_list", "/rest/v1/campaign_list", None);
+    call!(Method::GET, "/rest/v1/campaign_list", format!("/rest/v1/campaign_list?id={}", c + 1_000_000), None);
+    let added = call!(
+        Method::POST,
+        "/rest/v1/add_prospects_list",
+        "/rest/v1/add_prospects_list",
+        Some(json!({"update": true, "file_name": "API import", "prospects": [
+            {"email": "amy@bachmanity.com", "first_name": "Amy", "snippet3": "s"}, {"email": "not an address"}]}))
+    );
+    assert_eq!(added.body["prospects"][1]["status"], "ERROR", "{}", added.text);
+    let enrolled = call!(
+        Method::POST,
+        "/rest/v1/add_prospects_campaign",
+        "/rest/v1/add_prospects_campaign",
+        Some(json!({"campaign": {"campaign_id": c}, "prospects": [{"email": "amy@bachmanity.com"}]}))
+    );
+    let p = enrolled.body["prospects"][0]["id"].as_i64().unwrap();
+    call!(Method::GET, "/rest/v1/prospects", "/rest/v1/prospects", None);
+    call!(Method::GET, "/rest/v1/prospects", "/rest/v1/prospects?status=BLACKLIST", None);
+    let email = json!({"prospect_email": "amy@bachmanity.com", "step": 1, "html": "<a href=\"https://example.com/\">x</a>",
+                       "sent_at": "2020-01-01T00:00:00Z"});
+    call!(Method::POST, "/rest/v2/campaigns/{id}/emails", format!("/rest/v2/campaigns/{c}/emails"), Some(email));
+    let patch = "/rest/v2/campaigns/{id}/prospects/{prospect_id}";
+    call!(Method::PATCH, patch, format!("/rest/v2/campaigns/{c}/prospects/{p}"), Some(json!({"step": 2})));
+    let stop = json!({"prospect": {"email": "amy@bachmanity.com"}});
+    call!(Method::POST, "/rest/v1/stop_followups", "/rest/v1/stop_followups", Some(stop));
+    let r = app.import_csv(&key, "?file_name=a.csv", "email;first_name\nbo@bachmanity.com;Bo\nnope;No\n").await;
+    record(&Method::POST, "/rest/v2/prospects/import", &r);
+    assert_eq!(r.body["rejected"], 1, "{}", r.text);
+    let hook = json!({"target_url": "http://127.0.0.1:9/hook", "event": "link_clicked"});
+    call!(Method::POST, "/rest/v1/webhooks/subscribe", "/rest/v1/webhooks/subscribe", Some(hook.clone()));
+    call!(Method::POST, "/rest/v1/webhooks/subscribe", "/rest/v1/webhooks/subscribe", Some(hook.clone()));
+    call!(Method::GET, "/rest/v2/webhooks", "/rest/v2/webhooks", None);
+    call!(Method::GET, "/rest/v2/subscriptions", "/rest/v2/subscriptions", None);
+    call!(Method::POST, "/rest/v1/webhooks/unsubscribe", "/rest/v1/webhooks/unsubscribe", Some(hook.clone()));
+    call!(Method::POST, "/rest/v1/webhooks/unsubscribe", "/rest/v1/webhooks/unsubscribe", Some(hook));
+    call!(Method::GET, "/rest/v2/clicks", "/rest/v2/clicks", None);
+    call!(Method::GET, "/rest/v2/account", "/rest/v2/account", None);
+    call!(Method::DELETE, "/rest/v1/prospects", format!("/rest/v1/prospects?id={p}"), None);
+    call!(Method::DELETE, "/rest/v1/prospects", format!("/rest/v1/prospects?id={p}"), None);
+    call!(Method::GET, "/tls/ask", "/tls/ask?domain=t.bachmanity.com", None);
+    call!(Method::GET, "/openapi.json", "/openapi.json", None);
+    call!(Method::GET, "/healthz", "/healthz", None);
+    call!(Method::DELETE, "/rest/v2/campaigns/{id}", format!("/rest/v2/campaigns/{c}"), None);
+
+    if !tool_installed(&["python3", "-c", "import jsonschema"], "jsonschema (with openapi-spec-validator)") {
+        return;
+    }
+    let doc = app.client.get(format!("{}/openapi.json", app.base)).send().await.unwrap().text().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("doc.json"), doc).unwrap();
+    std::fs::write(dir.path().join("seen.json"), serde_json::to_string(&seen).unwrap()).unwrap();
+    let out = std::process::Command::new("python3")
+        .args(["-c", CHECK_ANSWERS])
+        .arg(dir.path().join("doc.json"))
+        .arg(dir.path().join("seen.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "answers outside the document:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Each answer's status must be documented (a success explicitly, an error at least by
+/// `default`), and a body must match the schema given for it.
+const CHECK_ANSWERS: &str = r#"
+import json, sys
+from jsonschema import Draft202012Validator
+doc = json.load(open(sys.argv[1]))
+failures = []
+for a in json.load(open(sys.argv[2])):
+    op = doc["paths"][a["path"]][a["method"]]
+    status = str(a["status"])
+    where = f'{a["method"].upper()} {a["path"]} -> {status}'
+    response = op["responses"].get(status)
+    if response is None:
+        if status[0] in "23":
+            failures.append(f"{where}: a success the document does not list")
+            continue
+        response = op["responses"].get("default")
+        if response is None:
+            failures.append(f"{where}: not documented")
+            continue
+    content = response.get("content")
+    if not a["body"]:
+        if content:
+            failures.append(f"{where}: no body, though the document gives one")
+        continue
+    if not content:
+        failures.append(f"{where}: a body the document does not give: {a['body'][:200]}")
+        continue
+    schema = content.get("application/json", {}).get("schema")
+    if schema is None:
+        failures.append(f"{where}: no JSON schema")
+        continue
+    schema = dict(schema, components=doc["components"])
+    for e in Draft202012Validator(schema).iter_errors(json.loads(a["body"])):
+        failures.append(f"{where}: {e.message} at {list(e.absolute_path)}")
+print("\n".join(failures))
+sys.exit(1 if failures else 0)
+"#;
+
+/// The example a Woodpecker campaign list answer is documented with.
+fn campaign_list_example(doc: &serde_json::Value) -> serde_json::Value {
+    doc["components"]["schemas"]["WoodpeckerCampaign"]["example"].clone()
 }
