@@ -17,6 +17,7 @@ pub mod emails;
 pub mod openapi;
 pub mod prospects;
 pub mod reply;
+pub mod stats;
 pub mod tracking_domains;
 pub mod webhooks;
 
@@ -274,6 +275,7 @@ fn service() -> Api {
         .merge(webhooks::router())
         .merge(clicks::router())
         .merge(deliveries::router())
+        .merge(stats::router())
         .merge(tracking_domains::router())
 }
 

@@ -29,6 +29,7 @@ use tokio::sync::watch;
 use super::classify::{classify, ScannerLists};
 use super::recent::{RecentClicks, Seen, BURST, HONEYPOT_NEARBY};
 use crate::domain::click::{overrule, release_due, Verdict};
+use crate::domain::stats::Counted;
 use crate::domain::{now_millis, Millis};
 use crate::event::LinkClicked;
 use crate::metrics::METRICS;
@@ -325,6 +326,16 @@ async fn release(store: &DynStore, frontier: Millis, batch: i64) -> StoreResult<
                 .get(&c.email_id)
                 .filter(|_| deliver(c.verdict, c.filter.deliver_bot_clicks))
                 .map(|element| element.render(&c.url, c.at)),
+            counted: c.placed.map(|p| Counted {
+                account_id: c.account_id,
+                campaign_id: p.campaign_id,
+                step: p.step,
+                prospect_id: p.prospect_id,
+                url: c.url.clone(),
+                at: c.at,
+                human: c.verdict == Verdict::Human,
+                reasons: c.reasons.clone(),
+            }),
         })
         .collect();
     let humans = releases.iter().filter(|r| r.human).count() as u64;

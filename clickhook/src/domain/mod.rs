@@ -13,6 +13,7 @@ pub mod delivery;
 pub mod import;
 pub mod prospect;
 pub mod retention;
+pub mod stats;
 pub mod tracking_domain;
 
 pub use account::{parse_timezone, Account, AccountPatch, ClickFilter, NewAccount};

@@ -5,8 +5,8 @@
 //!   them together.
 //! - [`schedule`]: the hints the click path and the settler exchange through the store.
 //! - [`records`]: what goes in and out besides the domain's own types.
-//! - [`rows`] and [`lists`]: how rows become records and how list filters become SQL, written
-//!   once for both dialects.
+//! - [`rows`], [`lists`] and [`stats_sql`]: how rows become records, and how list filters and
+//!   the statistics' reads and rollups become SQL, written once for both dialects.
 //! - [`sqlite`] and [`postgres`]: the dialects, each a folder with a file per part plus its
 //!   connection and writer machinery. A dialect is SQL and transactions: it reads rows, asks
 //!   the domain's rules what to change, and applies the answer.
@@ -24,10 +24,13 @@ pub mod rows;
 pub mod schedule;
 pub mod schema;
 pub mod sqlite;
+pub mod stats_sql;
 
 pub use crate::domain::{now_millis, Millis};
 pub use error::{StoreError, StoreResult};
 pub use open::{backup, open, open_for_serving, Durability};
-pub use parts::{AccountStore, CampaignStore, ClickStore, DeliveryStore, DomainStore, DynStore, ProspectStore, Store};
+pub use parts::{
+    AccountStore, CampaignStore, ClickStore, DeliveryStore, DomainStore, DynStore, ProspectStore, StatsStore, Store,
+};
 pub use records::*;
 pub use schedule::Scheduling;

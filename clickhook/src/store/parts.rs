@@ -82,6 +82,12 @@ pub trait CampaignStore: Send + Sync {
 }
 
 /// Clicks, and settling them into verdicts and events.
+/// Click statistics, read from the rollups that releasing clicks and recording emails keep.
+#[async_trait]
+pub trait StatsStore: Send + Sync {
+    async fn stats(&self, q: StatsQuery) -> StoreResult<StatsRows>;
+}
+
 #[async_trait]
 pub trait ClickStore: Send + Sync {
     /// Returns once the click is committed: only then may the redirect be answered.
@@ -168,7 +174,15 @@ pub trait DomainStore: Send + Sync {
 /// All parts of a store together.
 #[async_trait]
 pub trait Store:
-    AccountStore + ProspectStore + CampaignStore + ClickStore + DeliveryStore + DomainStore + Scheduling + 'static
+    AccountStore
+    + ProspectStore
+    + CampaignStore
+    + ClickStore
+    + DeliveryStore
+    + DomainStore
+    + StatsStore
+    + Scheduling
+    + 'static
 {
     fn backend(&self) -> &'static str;
 

@@ -9,6 +9,7 @@ use crate::domain::campaign::Enrollment;
 use crate::domain::click::{may_overrule, Verdict};
 use crate::domain::delivery::{AttemptResult, DeliveryState};
 use crate::domain::prospect::{Interested, Prospect, ProspectInput, ProspectStatus, SearchField, SortKey};
+use crate::domain::stats::Counted;
 use crate::domain::{ClickFilter, EmailAddress, Millis};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,6 +227,17 @@ pub struct HeldClick {
     pub at: Millis,
     pub verdict: Verdict,
     pub filter: ClickFilter,
+    /// Where its email stands; `None` when the email is gone.
+    pub placed: Option<Placed>,
+    pub reasons: Vec<String>,
+}
+
+/// The campaign, step and prospect of a click's email.
+#[derive(Debug, Clone, Copy)]
+pub struct Placed {
+    pub campaign_id: i64,
+    pub step: i64,
+    pub prospect_id: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -236,6 +248,8 @@ pub struct Release {
     pub human: bool,
     /// The `link_clicked` element to deliver; `None` when the click produces no webhook.
     pub event: Option<String>,
+    /// What the click adds to the statistics; `None` when its email is gone.
+    pub counted: Option<Counted>,
 }
 
 /// Stored state from which a `link_clicked` element is built (see `crate::event`).
@@ -336,4 +350,26 @@ pub struct Backlog {
 pub struct OutboxDepth {
     /// Clicks not yet judged, or judged and held for their burst window.
     pub clicks_pending: i64,
+}
+
+/// The campaigns (all of an account's, or one) and the range a statistics call covers.
+#[derive(Debug, Clone)]
+pub struct StatsQuery {
+    pub campaign_ids: Vec<i64>,
+    pub range: crate::domain::stats::Range,
+}
+
+/// The rollups of a [`StatsQuery`], added up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatsRows {
+    /// (step, emails sent)
+    pub emails: Vec<(i64, i64)>,
+    /// (step, url, human, bot)
+    pub links: Vec<(i64, String, i64, i64)>,
+    /// (reason, bot clicks)
+    pub reasons: Vec<(String, i64)>,
+    /// (step, prospect) with a person's click; a pair may appear more than once.
+    pub clickers: Vec<(i64, i64)>,
+    /// (quarter-hour start, human, bot), a row per campaign and quarter hour, in no order.
+    pub series: Vec<(Millis, i64, i64)>,
 }

@@ -405,7 +405,30 @@ pub fn held_click(r: &dyn Columns) -> StoreResult<HeldClick> {
         at: r.int(4)?,
         verdict: parsed(r, 5, "verdict", Verdict::parse)?,
         filter: filter(r.opt_text(6)?)?,
+        // The email (and so campaign, step and prospect) may have been deleted since.
+        placed: match r.opt_int(7)? {
+            Some(campaign_id) => Some(Placed { campaign_id, step: r.int(8)?, prospect_id: r.int(9)? }),
+            None => None,
+        },
+        reasons: reasons(r.opt_text(10)?)?,
     })
+}
+
+/// A released click for the statistics' backfill (`stats_sql::RELEASED_AFTER`): its id and
+/// what it counts for.
+pub fn counted(r: &dyn Columns) -> StoreResult<(i64, crate::domain::stats::Counted)> {
+    let verdict = parsed(r, 7, "verdict", Verdict::parse)?;
+    let counted = crate::domain::stats::Counted {
+        account_id: r.int(1)?,
+        campaign_id: r.int(2)?,
+        step: r.int(3)?,
+        prospect_id: r.int(4)?,
+        url: r.text(5)?,
+        at: r.int(6)?,
+        human: verdict == Verdict::Human,
+        reasons: reasons(r.opt_text(8)?)?,
+    };
+    Ok((r.int(0)?, counted))
 }
 
 /// A held click's verdict, as an overrule reads it: id, verdict, reasons.

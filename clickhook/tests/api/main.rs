@@ -21,6 +21,7 @@ mod outage;
 mod prospects;
 mod readme;
 mod retention;
+mod stats;
 mod tenancy;
 mod tracking_domains;
 mod user_agents;

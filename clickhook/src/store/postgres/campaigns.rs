@@ -151,6 +151,7 @@ impl CampaignStore for PgStore {
             exec(&tx, sql, &[&id, &nos, &urls, &pots]).await?;
         }
         save_enrollment(&tx, &sent).await?;
+        super::stats::add_emails(&tx, [(campaign.id, email.step, email.sent_at)]).await?;
         tx.commit().await.map_err(pg)?;
         Ok(SentEmail {
             id,

@@ -15,6 +15,7 @@ use super::pool::{all, exec, one, page, pg, Param, DIALECT, Q};
 use super::prospects::load_prospect;
 use super::PgStore;
 use crate::domain::click::HistoryPrune;
+use crate::domain::stats::Rollup;
 use crate::domain::{now_millis, Millis};
 use crate::store::error::{StoreError, StoreResult};
 use crate::store::lists;
@@ -152,9 +153,10 @@ impl ClickStore for PgStore {
     async fn held_clicks(&self, frontier: i64, limit: i64) -> StoreResult<Vec<HeldClick>> {
         let mut c = self.pool.get().await?;
         let tx = by_index(&mut c).await?;
-        let sql = "SELECT c.id, c.account_id, c.email_id, coalesce(l.url, ''), c.at, c.verdict, a.click_filter \
+        let sql = "SELECT c.id, c.account_id, c.email_id, coalesce(l.url, ''), c.at, c.verdict, a.click_filter, \
+                          e.campaign_id, e.step, e.prospect_id, c.reasons \
                    FROM clicks c LEFT JOIN links l ON l.email_id = c.email_id AND l.link_no = c.link_no \
-                   LEFT JOIN accounts a ON a.id = c.account_id \
+                   LEFT JOIN accounts a ON a.id = c.account_id LEFT JOIN emails e ON e.id = c.email_id \
                    WHERE c.verdict IS NOT NULL AND NOT c.released AND c.at <= $1 ORDER BY c.at LIMIT $2";
         let held = all(&tx, sql, &[&frontier, &limit], rows::held_click).await?;
         tx.commit().await.map_err(pg)?;
@@ -192,13 +194,20 @@ impl ClickStore for PgStore {
         let tx = c.transaction().await.map_err(pg)?;
         exec(&tx, EVENT_LOCK, &[]).await?;
         // Only clicks this call releases get an event: another node may have released some.
-        let sql = "WITH newly AS (UPDATE clicks SET released = TRUE WHERE id = ANY($1) AND NOT released RETURNING id) \
-                   INSERT INTO events (account_id, click_id, created_at, payload, occurred_at) \
+        let sql = "WITH newly AS (UPDATE clicks SET released = TRUE WHERE id = ANY($1) AND NOT released RETURNING id), \
+                   written AS (INSERT INTO events (account_id, click_id, created_at, payload, occurred_at) \
                    SELECT u.account_id, u.click_id, $6, u.payload, u.occurred_at \
                    FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::bigint[]) AS u(account_id, click_id, payload, occurred_at) \
                    JOIN newly ON newly.id = u.click_id ORDER BY u.occurred_at, u.click_id \
-                   ON CONFLICT (click_id) DO NOTHING";
-        exec(&tx, sql, &[&ids, &accounts, &clicks, &payloads, &occurred, &now_millis()]).await?;
+                   ON CONFLICT (click_id) DO NOTHING) \
+                   SELECT id FROM newly";
+        let newly: std::collections::HashSet<i64> =
+            all(&tx, sql, &[&ids, &accounts, &clicks, &payloads, &occurred, &now_millis()], |r| r.int(0))
+                .await?
+                .into_iter()
+                .collect();
+        let counted = released.iter().filter(|r| newly.contains(&r.click_id)).filter_map(|r| r.counted.as_ref());
+        super::stats::add_rollup(&tx, Rollup::of(counted)).await?;
         tx.commit().await.map_err(pg)
     }
 

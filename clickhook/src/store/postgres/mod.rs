@@ -16,6 +16,7 @@ mod delivery;
 mod domains;
 mod pool;
 mod prospects;
+mod stats;
 
 use std::sync::{Arc, Mutex};
 
@@ -39,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0006_imports.sql"),
     include_str!("../../../migrations/postgres/0007_retention.sql"),
     include_str!("../../../migrations/postgres/0008_tracking_domains.sql"),
+    include_str!("../../../migrations/postgres/0009_stats.sql"),
 ];
 
 /// Advisory locks are per database, not per schema: their keys include the schema, so that
@@ -111,6 +113,9 @@ impl PgStore {
     }
 }
 
+/// The version that added statistics: upgrading to it counts what was there.
+const STATS_VERSION: usize = 9;
+
 /// Nodes starting at once take turns: the first applies what is missing, the others find it done.
 async fn migrate(c: &mut Client, schema: Option<&str>) -> anyhow::Result<()> {
     let tx = c.transaction().await?;
@@ -122,6 +127,9 @@ async fn migrate(c: &mut Client, schema: Option<&str>) -> anyhow::Result<()> {
     let version: i64 = tx.query_opt("SELECT version FROM schema_version", &[]).await?.map(|r| r.get(0)).unwrap_or(0);
     for i in schema::pending(version, MIGRATIONS.len())? {
         tx.batch_execute(MIGRATIONS[i]).await?;
+        if i + 1 == STATS_VERSION {
+            stats::backfill(&tx).await?;
+        }
         tracing::info!(version = i + 1, "applied PostgreSQL migration");
     }
     tx.execute("DELETE FROM schema_version", &[]).await?;

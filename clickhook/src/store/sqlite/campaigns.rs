@@ -171,6 +171,7 @@ impl CampaignStore for SqliteStore {
                 exec(conn, sql, params![id, i as i64 + 1, l.url, l.honeypot])?;
             }
             save_enrollment(conn, &enrollment)?;
+            super::stats::add_emails(conn, [(campaign.id, email.step, email.sent_at)])?;
             let email_no = enrollment.emails_sent;
             Ok(SentEmail { id, prospect_id, email_no, sent_at: email.sent_at, links: email.links, replayed: false })
         })

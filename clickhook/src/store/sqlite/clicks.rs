@@ -14,6 +14,7 @@ use super::prospects::load_prospect;
 use super::sql::{all, exec, ids_json, one, page, value, DIALECT};
 use super::SqliteStore;
 use crate::domain::click::HistoryPrune;
+use crate::domain::stats::Rollup;
 use crate::domain::{now_millis, Millis};
 use crate::store::error::StoreResult;
 use crate::store::lists;
@@ -123,9 +124,10 @@ impl ClickStore for SqliteStore {
 
     async fn held_clicks(&self, frontier: i64, limit: i64) -> StoreResult<Vec<HeldClick>> {
         self.read(move |conn| {
-            let sql = "SELECT c.id, c.account_id, c.email_id, coalesce(l.url, ''), c.at, c.verdict, a.click_filter \
+            let sql = "SELECT c.id, c.account_id, c.email_id, coalesce(l.url, ''), c.at, c.verdict, a.click_filter, \
+                              e.campaign_id, e.step, e.prospect_id, c.reasons \
                        FROM clicks c LEFT JOIN links l ON l.email_id = c.email_id AND l.link_no = c.link_no \
-                       LEFT JOIN accounts a ON a.id = c.account_id \
+                       LEFT JOIN accounts a ON a.id = c.account_id LEFT JOIN emails e ON e.id = c.email_id \
                        WHERE c.verdict IS NOT NULL AND c.released = 0 AND c.at <= ?1 ORDER BY c.at LIMIT ?2";
             all(conn, sql, params![frontier, limit], rows::held_click)
         })
@@ -148,6 +150,7 @@ impl ClickStore for SqliteStore {
     async fn release_clicks(&self, released: Vec<Release>) -> StoreResult<()> {
         self.write_background(move |conn| {
             let now = now_millis();
+            let mut counted = Vec::with_capacity(released.len());
             for r in &released {
                 if exec(conn, "UPDATE clicks SET released = 1 WHERE id = ?1 AND released = 0", [r.click_id])? == 0 {
                     continue;
@@ -157,8 +160,9 @@ impl ClickStore for SqliteStore {
                                VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (click_id) DO NOTHING";
                     exec(conn, sql, params![r.account_id, r.click_id, now, payload, r.clicked_at])?;
                 }
+                counted.extend(&r.counted);
             }
-            Ok(())
+            super::stats::add_rollup(conn, Rollup::of(counted))
         })
         .await
     }

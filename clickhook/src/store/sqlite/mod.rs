@@ -15,6 +15,7 @@ mod delivery;
 mod domains;
 mod prospects;
 mod sql;
+mod stats;
 mod writer;
 
 use std::path::Path;
@@ -40,7 +41,11 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0005_imports.sql"),
     include_str!("../../../migrations/sqlite/0006_retention.sql"),
     include_str!("../../../migrations/sqlite/0007_tracking_domains.sql"),
+    include_str!("../../../migrations/sqlite/0008_stats.sql"),
 ];
+
+/// The version that added statistics: upgrading to it counts what was there.
+const STATS_VERSION: usize = 8;
 
 pub struct SqliteStore {
     /// Held while this process serves the file (see [`SqliteStore::open_for_serving`]).
@@ -59,6 +64,9 @@ pub fn migrate(conn: &Connection) -> anyhow::Result<()> {
     for i in schema::pending(version, MIGRATIONS.len())? {
         let tx = conn.unchecked_transaction()?;
         tx.execute_batch(MIGRATIONS[i])?;
+        if i + 1 == STATS_VERSION {
+            stats::backfill(&tx)?;
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
         tracing::info!(version = i + 1, "applied SQLite migration");
