@@ -1,23 +1,23 @@
 -- clickhook schema v9 (PostgreSQL): click statistics, rolled up as clicks are released
--- (domain::stats). span 0: quarter hours, 1: UTC days; bucket: its start in Unix ms.
+-- (domain::stats). span 0: quarter hours, 1: UTC days, 2: UTC hours (the series only);
+-- bucket: its start in Unix ms.
 CREATE TABLE stats_links (
     campaign_id BIGINT NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
     span        BIGINT NOT NULL,
     bucket      BIGINT NOT NULL,
     step        BIGINT NOT NULL,
     url         TEXT    NOT NULL,
-    account_id  BIGINT NOT NULL,
     human       BIGINT NOT NULL,
     bot         BIGINT NOT NULL,
     PRIMARY KEY (campaign_id, span, bucket, step, url)
 );
 CREATE TABLE stats_series (
     campaign_id BIGINT NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+    span        BIGINT NOT NULL,
     bucket      BIGINT NOT NULL,
-    account_id  BIGINT NOT NULL,
     human       BIGINT NOT NULL,
     bot         BIGINT NOT NULL,
-    PRIMARY KEY (campaign_id, bucket)
+    PRIMARY KEY (campaign_id, span, bucket)
 );
 CREATE TABLE stats_reasons (
     campaign_id BIGINT NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,

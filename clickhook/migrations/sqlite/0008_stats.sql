@@ -1,23 +1,23 @@
 -- clickhook schema v8 (SQLite): click statistics, rolled up as clicks are released
--- (domain::stats). span 0: quarter hours, 1: UTC days; bucket: its start in Unix ms.
+-- (domain::stats). span 0: quarter hours, 1: UTC days, 2: UTC hours (the series only);
+-- bucket: its start in Unix ms.
 CREATE TABLE stats_links (
     campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
     span        INTEGER NOT NULL,
     bucket      INTEGER NOT NULL,
     step        INTEGER NOT NULL,
     url         TEXT    NOT NULL,
-    account_id  INTEGER NOT NULL,
     human       INTEGER NOT NULL,
     bot         INTEGER NOT NULL,
     PRIMARY KEY (campaign_id, span, bucket, step, url)
 ) WITHOUT ROWID;
 CREATE TABLE stats_series (
     campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+    span        INTEGER NOT NULL,
     bucket      INTEGER NOT NULL,
-    account_id  INTEGER NOT NULL,
     human       INTEGER NOT NULL,
     bot         INTEGER NOT NULL,
-    PRIMARY KEY (campaign_id, bucket)
+    PRIMARY KEY (campaign_id, span, bucket)
 ) WITHOUT ROWID;
 CREATE TABLE stats_reasons (
     campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,

@@ -106,8 +106,8 @@ async fn get(State(st): State<AppState>, Auth(account): Auth, params: Params) ->
         return Err(ApiError::wrong_param("since is after until."));
     }
     let range = Range::covering(since.unwrap_or(0), until);
-    let rows = st.store.stats(StatsQuery { campaign_ids, range }).await?;
     let zone: chrono_tz::Tz = account.timezone.parse().unwrap_or(chrono_tz::UTC);
+    let rows = st.store.stats(StatsQuery { campaign_ids, range, series_parts: range.series_parts(zone) }).await?;
     // Without `since`, the series starts at the first click counted.
     let from = match since {
         Some(_) => range.since,

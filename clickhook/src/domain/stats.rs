@@ -6,36 +6,45 @@
 //! and they outlive the raw clicks that retention prunes. Rows are kept at two spans: quarter
 //! hours, which make the day and hour buckets of every time zone exact (some zones are 30 or
 //! 45 minutes off UTC), and UTC days, so that a year reads a few hundred rows per link rather
-//! than tens of thousands.
+//! than tens of thousands. The series a chart reads is kept by quarter hour and by UTC hour:
+//! in a zone a whole number of hours off UTC (most), local hours and days are made of UTC hours.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{wire_enum, Millis};
 
 pub const QUARTER: Millis = 15 * 60 * 1000;
+pub const HOUR: Millis = 60 * 60 * 1000;
 pub const DAY: Millis = 24 * 60 * 60 * 1000;
 
 /// How long a rollup row's bucket is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Span {
     Quarter,
+    /// Series rows only.
+    Hour,
     Day,
 }
 
 impl Span {
+    /// The spans of counts (links, reasons, clickers, emails).
     pub const ALL: [Span; 2] = [Span::Quarter, Span::Day];
+    /// The spans of the series.
+    pub const SERIES: [Span; 2] = [Span::Quarter, Span::Hour];
 
     /// As stored.
     pub fn code(self) -> i64 {
         match self {
             Span::Quarter => 0,
             Span::Day => 1,
+            Span::Hour => 2,
         }
     }
 
     pub fn millis(self) -> Millis {
         match self {
             Span::Quarter => QUARTER,
+            Span::Hour => HOUR,
             Span::Day => DAY,
         }
     }
@@ -92,8 +101,8 @@ pub struct Rollup {
     pub accounts: BTreeMap<i64, i64>,
     /// Per bucket, step and link URL.
     pub links: BTreeMap<(Bucket, i64, String), Pair>,
-    /// Per quarter hour: the series a chart reads.
-    pub series: BTreeMap<(i64, Millis), Pair>,
+    /// Per quarter hour and per hour: the series a chart reads.
+    pub series: BTreeMap<Bucket, Pair>,
     /// Bot clicks per bucket and reason.
     pub reasons: BTreeMap<(Bucket, String), i64>,
     /// Prospects with a person's click, per bucket and step.
@@ -105,7 +114,10 @@ impl Rollup {
         let mut r = Rollup::default();
         for c in clicks {
             r.accounts.insert(c.campaign_id, c.account_id);
-            r.series.entry((c.campaign_id, Span::Quarter.bucket(c.at))).or_default().add(c.human);
+            for span in Span::SERIES {
+                let bucket = Bucket { campaign_id: c.campaign_id, span, start: span.bucket(c.at) };
+                r.series.entry(bucket).or_default().add(c.human);
+            }
             for span in Span::ALL {
                 let bucket = Bucket { campaign_id: c.campaign_id, span, start: span.bucket(c.at) };
                 r.links.entry((bucket, c.step, c.url.clone())).or_default().add(c.human);
@@ -129,7 +141,7 @@ impl Rollup {
     pub fn retain_campaigns(&mut self, exist: &BTreeSet<i64>) {
         self.accounts.retain(|c, _| exist.contains(c));
         self.links.retain(|(b, _, _), _| exist.contains(&b.campaign_id));
-        self.series.retain(|(c, _), _| exist.contains(c));
+        self.series.retain(|b, _| exist.contains(&b.campaign_id));
         self.reasons.retain(|(b, _), _| exist.contains(&b.campaign_id));
         self.clickers.retain(|(b, _, _)| exist.contains(&b.campaign_id));
     }
@@ -177,20 +189,41 @@ impl Range {
     /// The rollup rows that add up to this range: whole UTC days from day rows, the rest from
     /// quarter-hour rows. Each part is `[from, to)` in bucket starts.
     pub fn parts(self) -> Vec<(Span, Millis, Millis)> {
-        let first_day = self.since.div_euclid(DAY) * DAY + if self.since.rem_euclid(DAY) == 0 { 0 } else { DAY };
-        let end_day = self.until.div_euclid(DAY) * DAY;
-        if first_day >= end_day {
+        self.parts_by(Span::Day)
+    }
+
+    /// The same with whole buckets of `coarse` in the middle.
+    pub fn parts_by(self, coarse: Span) -> Vec<(Span, Millis, Millis)> {
+        let size = coarse.millis();
+        let first = self.since.div_euclid(size) * size + if self.since.rem_euclid(size) == 0 { 0 } else { size };
+        let end = self.until.div_euclid(size) * size;
+        if first >= end {
             return vec![(Span::Quarter, self.since, self.until)];
         }
         let mut parts = Vec::new();
-        if self.since < first_day {
-            parts.push((Span::Quarter, self.since, first_day));
+        if self.since < first {
+            parts.push((Span::Quarter, self.since, first));
         }
-        parts.push((Span::Day, first_day, end_day));
-        if end_day < self.until {
-            parts.push((Span::Quarter, end_day, self.until));
+        parts.push((coarse, first, end));
+        if end < self.until {
+            parts.push((Span::Quarter, end, self.until));
         }
         parts
+    }
+
+    /// The series' rows for this range in `zone`: hour rows where the zone's local hours are
+    /// UTC hours (its offset a whole number of hours all through the range), else quarter hours.
+    pub fn series_parts(self, zone: chrono_tz::Tz) -> Vec<(Span, Millis, Millis)> {
+        use chrono::{Offset, TimeZone};
+        let whole_hours = (self.since..=self.until).step_by(7 * DAY as usize).chain([self.until]).all(|t| {
+            let at = chrono::Utc.timestamp_millis_opt(t).single().unwrap_or_default();
+            zone.offset_from_utc_datetime(&at.naive_utc()).fix().local_minus_utc() % 3600 == 0
+        });
+        if whole_hours {
+            self.parts_by(Span::Hour)
+        } else {
+            vec![(Span::Quarter, self.since, self.until)]
+        }
     }
 }
 
@@ -290,7 +323,8 @@ mod tests {
         let clicks =
             [click(1_000, true, 1, &[]), click(2_000, true, 1, &[]), click(3_000, false, 2, &["head", "burst"])];
         let r = Rollup::of(&clicks);
-        assert_eq!(r.series[&(7, 0)], Pair { human: 2, bot: 1 });
+        assert_eq!(r.series[&Bucket { campaign_id: 7, span: Span::Quarter, start: 0 }], Pair { human: 2, bot: 1 });
+        assert_eq!(r.series[&Bucket { campaign_id: 7, span: Span::Hour, start: 0 }], Pair { human: 2, bot: 1 });
         let quarter = Bucket { campaign_id: 7, span: Span::Quarter, start: 0 };
         let day = Bucket { span: Span::Day, ..quarter };
         assert_eq!(r.links[&(quarter, 1, "https://example.com/".into())], Pair { human: 2, bot: 1 });
@@ -329,7 +363,22 @@ mod tests {
         assert_eq!(Range::covering(10, 20).parts(), vec![(Span::Quarter, 0, QUARTER)]);
     }
 
-    const HOUR: Millis = 60 * 60 * 1000;
+    #[test]
+    fn a_series_reads_hour_rows_where_the_zone_allows() {
+        let start = 1_735_689_600_000; // 2025-01-01T00:00Z
+        let year = Range { since: start + QUARTER, until: start + 365 * DAY };
+        let berlin: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+        assert_eq!(
+            year.series_parts(berlin),
+            vec![(Span::Quarter, start + QUARTER, start + HOUR), (Span::Hour, start + HOUR, start + 365 * DAY)],
+            "summer time moves Berlin by whole hours"
+        );
+        let kolkata: chrono_tz::Tz = "Asia/Kolkata".parse().unwrap();
+        assert_eq!(year.series_parts(kolkata), vec![(Span::Quarter, start + QUARTER, start + 365 * DAY)]);
+        // Lord Howe Island is 10:30 off UTC in winter, 11 in summer.
+        let lord_howe: chrono_tz::Tz = "Australia/Lord_Howe".parse().unwrap();
+        assert_eq!(year.series_parts(lord_howe).len(), 1);
+    }
 
     #[test]
     fn days_follow_the_zone_including_half_hour_offsets_and_summer_time() {

@@ -357,6 +357,8 @@ pub struct OutboxDepth {
 pub struct StatsQuery {
     pub campaign_ids: Vec<i64>,
     pub range: crate::domain::stats::Range,
+    /// The series' parts of the range (`Range::series_parts`).
+    pub series_parts: Vec<(crate::domain::stats::Span, Millis, Millis)>,
 }
 
 /// The rollups of a [`StatsQuery`], added up.
@@ -370,6 +372,6 @@ pub struct StatsRows {
     pub reasons: Vec<(String, i64)>,
     /// (step, prospect) with a person's click; a pair may appear more than once.
     pub clickers: Vec<(i64, i64)>,
-    /// (quarter-hour start, human, bot), a row per campaign and quarter hour, in no order.
+    /// (bucket start, human, bot): a row per campaign and quarter hour or hour, in no order.
     pub series: Vec<(Millis, i64, i64)>,
 }

@@ -17,20 +17,22 @@ pub struct StatsSql {
     /// step, prospect: those with a person's click, one statement per part of the range (a
     /// pair may come from several)
     pub clickers: Vec<Where>,
-    /// quarter-hour bucket, human, bot: a row per campaign, in no particular order
+    /// bucket, human, bot: a row per campaign and bucket of the series' parts, in no order
     pub series: Where,
 }
 
 /// `SELECT cols FROM table` for each part of the range, glued with UNION ALL: every part
 /// reads its own span's rows through the primary key (campaign, span, bucket).
 fn parts(d: &Dialect, q: &StatsQuery, table: &str, cols: &str) -> Where {
+    parts_of(d, q, &q.range.parts(), table, cols)
+}
+
+fn parts_of(d: &Dialect, q: &StatsQuery, parts: &[(Span, i64, i64)], table: &str, cols: &str) -> Where {
     let mut w = Where::default();
     let in_ids = d.in_ids.replace("{}", "campaign_id");
-    let selects: Vec<String> = q
-        .range
-        .parts()
-        .into_iter()
-        .map(|(span, from, to)| {
+    let selects: Vec<String> = parts
+        .iter()
+        .map(|&(span, from, to)| {
             w.args.extend([Arg::Ints(q.campaign_ids.clone()), Arg::Int(span.code()), Arg::Int(from), Arg::Int(to)]);
             format!("SELECT {cols} FROM {table} WHERE {in_ids} AND span = ? AND bucket >= ? AND bucket < ?")
         })
@@ -45,13 +47,7 @@ fn over(mut w: Where, head: &str, tail: &str) -> Where {
 }
 
 pub fn stats_sql(d: &Dialect, q: &StatsQuery) -> StatsSql {
-    let series = Where {
-        sql: format!(
-            "SELECT bucket, human, bot FROM stats_series WHERE {} AND bucket >= ? AND bucket < ?",
-            d.in_ids.replace("{}", "campaign_id")
-        ),
-        args: vec![Arg::Ints(q.campaign_ids.clone()), Arg::Int(q.range.since), Arg::Int(q.range.until)],
-    };
+    let series = parts_of(d, q, &q.series_parts, "stats_series", "bucket, human, bot");
     StatsSql {
         emails: over(
             parts(d, q, "stats_emails", "step, sent"),
@@ -85,13 +81,13 @@ pub fn stats_sql(d: &Dialect, q: &StatsQuery) -> StatsSql {
     }
 }
 
-/// Adds to a quarter-hour's series row.
-pub const ADD_SERIES: &str = "INSERT INTO stats_series (campaign_id, bucket, account_id, human, bot) \
-     VALUES (?, ?, ?, ?, ?) ON CONFLICT (campaign_id, bucket) \
+/// Adds to a series row.
+pub const ADD_SERIES: &str = "INSERT INTO stats_series (campaign_id, span, bucket, human, bot) \
+     VALUES (?, ?, ?, ?, ?) ON CONFLICT (campaign_id, span, bucket) \
      DO UPDATE SET human = stats_series.human + excluded.human, bot = stats_series.bot + excluded.bot";
 
-pub const ADD_LINK: &str = "INSERT INTO stats_links (campaign_id, span, bucket, step, url, account_id, human, bot) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (campaign_id, span, bucket, step, url) \
+pub const ADD_LINK: &str = "INSERT INTO stats_links (campaign_id, span, bucket, step, url, human, bot) \
+     VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (campaign_id, span, bucket, step, url) \
      DO UPDATE SET human = stats_links.human + excluded.human, bot = stats_links.bot + excluded.bot";
 
 pub const ADD_REASON: &str = "INSERT INTO stats_reasons (campaign_id, span, bucket, reason, clicks) \
@@ -102,6 +98,7 @@ fn clickers_table(span: Span) -> &'static str {
     match span {
         Span::Quarter => "stats_clickers_quarter",
         Span::Day => "stats_clickers_day",
+        Span::Hour => unreachable!("prospects who clicked are kept by quarter hour and by day"),
     }
 }
 
@@ -118,6 +115,7 @@ pub fn add_clicker(span: Span) -> &'static str {
             "INSERT INTO stats_clickers_day (campaign_id, bucket, step, prospect_id) \
              SELECT ?, ?, ?, id FROM prospects WHERE id = ? ON CONFLICT DO NOTHING"
         }
+        Span::Hour => unreachable!("prospects who clicked are kept by quarter hour and by day"),
     }
 }
 

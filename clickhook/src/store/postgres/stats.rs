@@ -37,20 +37,14 @@ pub(super) async fn add_rollup(tx: &impl Q, mut r: Rollup) -> StoreResult<()> {
         (numbered(stats_sql::ADD_SERIES), numbered(stats_sql::ADD_LINK), numbered(stats_sql::ADD_REASON));
     let (clicker_quarter, clicker_day) =
         (numbered(stats_sql::add_clicker(Span::Quarter)), numbered(stats_sql::add_clicker(Span::Day)));
-    let clicker_sql = |span: Span| match span {
-        Span::Quarter => clicker_quarter.as_str(),
-        Span::Day => clicker_day.as_str(),
-    };
+    let clicker_sql = |span: Span| if span == Span::Day { clicker_day.as_str() } else { clicker_quarter.as_str() };
     let mut statements: Vec<(&str, Values)> = Vec::new();
-    for ((c, bucket), n) in &r.series {
-        statements.push((&add_series, values![*c, *bucket, r.accounts[c], n.human, n.bot]));
+    for (b, n) in &r.series {
+        statements.push((&add_series, values![b.campaign_id, b.span.code(), b.start, n.human, n.bot]));
     }
     for ((b, step, url), n) in &r.links {
-        let account = r.accounts[&b.campaign_id];
-        statements.push((
-            &add_link,
-            values![b.campaign_id, b.span.code(), b.start, *step, url.clone(), account, n.human, n.bot],
-        ));
+        statements
+            .push((&add_link, values![b.campaign_id, b.span.code(), b.start, *step, url.clone(), n.human, n.bot]));
     }
     for ((b, reason), n) in &r.reasons {
         statements.push((&add_reason, values![b.campaign_id, b.span.code(), b.start, reason.clone(), *n]));

@@ -28,16 +28,11 @@ pub(super) fn add_rollup(conn: &Connection, mut r: Rollup) -> StoreResult<()> {
         .into_iter()
         .collect();
     r.retain_campaigns(&exist);
-    for ((campaign, bucket), n) in &r.series {
-        exec(conn, stats_sql::ADD_SERIES, params![campaign, bucket, r.accounts[campaign], n.human, n.bot])?;
+    for (b, n) in &r.series {
+        exec(conn, stats_sql::ADD_SERIES, params![b.campaign_id, b.span.code(), b.start, n.human, n.bot])?;
     }
     for ((b, step, url), n) in &r.links {
-        let account = r.accounts[&b.campaign_id];
-        exec(
-            conn,
-            stats_sql::ADD_LINK,
-            params![b.campaign_id, b.span.code(), b.start, step, url, account, n.human, n.bot],
-        )?;
+        exec(conn, stats_sql::ADD_LINK, params![b.campaign_id, b.span.code(), b.start, step, url, n.human, n.bot])?;
     }
     for ((b, reason), n) in &r.reasons {
         exec(conn, stats_sql::ADD_REASON, params![b.campaign_id, b.span.code(), b.start, reason, n])?;
