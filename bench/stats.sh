@@ -69,8 +69,8 @@ import sqlite3, sys
 c = sqlite3.connect(sys.argv[1])
 for t in ("stats_links", "stats_series", "stats_reasons", "stats_clickers_day", "stats_clickers_quarter", "stats_emails"):
     c.execute(f"DROP TABLE {t}")
-v = c.execute("PRAGMA user_version").fetchone()[0]
-c.execute(f"PRAGMA user_version = {v - 1}")
+# The version before statistics; the later ones run again.
+c.execute("PRAGMA user_version = 7")
 c.commit()
 PY
 start=$(date +%s)

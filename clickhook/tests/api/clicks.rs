@@ -397,3 +397,26 @@ async fn an_account_trusts_and_distrusts_user_agents_and_networks() {
     let mc_click = by_email(&mc["email_id"]);
     assert_eq!(mc_click["verdict"], "human", "{mc_click}");
 }
+
+/// Deleting the newest clicks (with their campaign) does not hand their ids to new clicks: a
+/// click made afterwards is judged and released like any other.
+#[tokio::test]
+async fn a_click_after_the_newest_were_deleted_is_judged() {
+    let app = spawn_app(|_| {});
+    let (_, key) = app.account("UTC").await;
+    let f = json!({"click_filter": {"burst_seconds": 0, "min_seconds_after_send": 0}});
+    assert_eq!(app.patch("/rest/v2/account", &key, f).await.status, 200);
+    let (kept, gone) = (app.campaign(&key, 1).await, app.campaign(&key, 1).await);
+    let mut links = Vec::new();
+    for (c, email) in [(kept, "kept@example.com"), (gone, "gone@example.com")] {
+        app.enroll(&key, c, email).await;
+        let sent = app.send_html(&key, c, email, "<a href=\"https://example.com/\">x</a>").await;
+        links.push(sent["links"][0]["tracked_url"].as_str().unwrap().to_string());
+    }
+    app.click(&links[1]).await;
+    app.settled_clicks(&key, 1).await;
+    assert_eq!(app.delete(&format!("/rest/v2/campaigns/{gone}"), &key).await.status, 204);
+    app.click(&links[0]).await;
+    let clicks = app.settled_clicks(&key, 1).await;
+    assert_eq!(clicks[0]["verdict"], "human", "{clicks:?}");
+}

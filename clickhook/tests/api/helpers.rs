@@ -362,9 +362,12 @@ impl TestApp {
         self.raw(self.client.post(url).header("x-api-key", key).body(csv)).await
     }
 
-    /// Waits until the settler has judged every click of the account (or panics).
+    /// Waits until the settler has judged every click of the account (or panics), up to a
+    /// minute: the shared server settles every test's clicks, and yields to
+    /// the requests of the others (Schemathesis among them) while they keep it busy.
     pub async fn settled_clicks(&self, key: &str, expected: usize) -> Vec<Value> {
-        for _ in 0..200 {
+        let mut last = String::new();
+        for _ in 0..600 {
             let r = self.get("/rest/v2/clicks?per_page=1000", key).await;
             if r.status == 200 {
                 let items = r.body.as_array().unwrap().clone();
@@ -372,9 +375,10 @@ impl TestApp {
                     return items;
                 }
             }
+            last = r.text;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("clicks did not settle");
+        panic!("clicks did not settle: {last}");
     }
 }
 

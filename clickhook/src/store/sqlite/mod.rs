@@ -42,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0006_retention.sql"),
     include_str!("../../../migrations/sqlite/0007_tracking_domains.sql"),
     include_str!("../../../migrations/sqlite/0008_stats.sql"),
+    include_str!("../../../migrations/sqlite/0009_click_ids.sql"),
 ];
 
 /// The version that added statistics: upgrading to it counts what was there.
