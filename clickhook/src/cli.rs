@@ -119,6 +119,18 @@ pub enum AccountCmd {
         /// The key's prefix, as listings show it.
         prefix: String,
     },
+    /// Print a one-time link that signs in to the dashboard (/app) as the account; it works
+    /// once, within 15 minutes.
+    LoginLink {
+        /// The account's id.
+        id: i64,
+        /// The service's base URL as the person reaches it (serve's --public-url).
+        #[arg(long, env = "CLICKHOOK_PUBLIC_URL")]
+        public_url: Option<String>,
+        /// serve's --listen, which gives the base URL when --public-url is not given.
+        #[arg(long, env = "CLICKHOOK_LISTEN", default_value = crate::config::DEFAULT_LISTEN)]
+        listen: String,
+    },
     /// List accounts.
     List {
         /// One JSON object per line.

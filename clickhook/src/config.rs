@@ -14,10 +14,13 @@ use crate::domain::retention::{Keep, Retention};
 use crate::store::Durability;
 
 /// `clickhook serve`'s flags. Each also reads `CLICKHOOK_<FLAG>`.
+/// Where `serve` listens unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
     /// The address to listen on (host:port).
-    #[arg(long, env = "CLICKHOOK_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "CLICKHOOK_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: String,
     /// Serve /metrics, /healthz, /docs and /tls/ask on this address only (host:port), off the
     /// public one that tracked links use; without it they are on --listen.
@@ -195,7 +198,7 @@ impl Settings {
 
 /// Where tracked links point when `--public-url` is not given: the listener, reached locally
 /// when it listens on every interface.
-fn default_public_url(listen: &str) -> String {
+pub fn default_public_url(listen: &str) -> String {
     let local = match listen.rsplit_once(':') {
         Some(("0.0.0.0", port)) => format!("127.0.0.1:{port}"),
         Some(("[::]", port)) => format!("[::1]:{port}"),

@@ -19,6 +19,7 @@
 //!   error type.
 
 pub mod api;
+pub mod app;
 pub mod cli;
 pub mod click;
 pub mod config;

@@ -111,6 +111,10 @@ async fn account(db: &str, cmd: AccountCmd) -> anyhow::Result<()> {
                 st.revoke_api_key(id, &prefix).await?;
                 println!("revoked the key {prefix}… of account {id}");
             }
+            AccountCmd::LoginLink { id, public_url, listen } => {
+                let base = public_url.unwrap_or_else(|| clickhook::config::default_public_url(&listen));
+                println!("{}", clickhook::app::session::login_link(&st, id, &base).await?);
+            }
             AccountCmd::List { json } => {
                 for a in st.list_accounts().await? {
                     if json {

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::{self, auth::AuthCache, AppState, Shared};
+use crate::app;
 use crate::click::hosts::{TrackingHosts, HOSTS_POLL};
 use crate::click::token::LinkKeys;
 use crate::click::{settle, ClickShared, ClickState, LinkCache, LINKS_REMOVED_POLL};
@@ -28,6 +29,8 @@ pub struct Application {
     /// `--admin-listen`: /metrics and /healthz there, not on `listener`.
     admin: Option<TcpListener>,
     state: AppState,
+    /// Tells long answers that the server is stopping (`Shared::stopping`).
+    stopping: watch::Sender<bool>,
 }
 
 impl Application {
@@ -60,6 +63,7 @@ impl Application {
         click.hosts.refresh(&store).await?;
         let domains = Arc::new(DomainChecker::new(store.clone(), &settings.public_url, settings.resolver));
         let settings_body_permits = (settings.max_body_memory / 1024).clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        let (stopping, stopping_rx) = watch::channel(false);
         let state = AppState::new(Shared {
             store,
             settings: Arc::new(settings),
@@ -68,8 +72,9 @@ impl Application {
             bodies: Arc::new(tokio::sync::Semaphore::new(settings_body_permits)),
             click,
             domains,
+            stopping: stopping_rx,
         });
-        Ok(Application { listener, admin, state })
+        Ok(Application { listener, admin, state, stopping })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -106,8 +111,10 @@ impl Application {
         tracing::info!(addr = %self.local_addr(), store = st.store.backend(), "clickhook serving");
         // One shutdown for both listeners.
         let (down_tx, down_rx) = watch::channel(false);
+        let stopping = self.stopping;
         tokio::spawn(async move {
             shutdown.await;
+            let _ = stopping.send(true);
             let _ = down_tx.send(true);
         });
         let down = |mut rx: watch::Receiver<bool>| async move {
@@ -118,7 +125,13 @@ impl Application {
             tokio::spawn(http::serve(l, api::admin_router(st.clone()), limits, down(down_rx.clone())))
         });
         let with_admin = admin.is_none();
-        let served = http::serve(self.listener, api::router(st.clone(), with_admin), limits, down(down_rx)).await;
+        let served = http::serve(
+            self.listener,
+            api::router(st.clone(), with_admin).merge(app::router(st.clone())),
+            limits,
+            down(down_rx),
+        )
+        .await;
         if let Some(a) = admin {
             let _ = a.await;
         }

@@ -87,7 +87,10 @@ struct AccountBody {
 }
 
 /// Labels merge into the current ones; `""` or null removes a label.
-fn merge_labels(current: &BTreeMap<u8, String>, given: Map<String, Value>) -> ApiResult<BTreeMap<u8, String>> {
+pub(crate) fn merge_labels(
+    current: &BTreeMap<u8, String>,
+    given: Map<String, Value>,
+) -> ApiResult<BTreeMap<u8, String>> {
     let mut out = current.clone();
     for (k, v) in given {
         let slot: u8 = k
@@ -113,7 +116,7 @@ fn merge_labels(current: &BTreeMap<u8, String>, given: Map<String, Value>) -> Ap
     Ok(out)
 }
 
-fn merge_filter(current: &ClickFilter, given: Map<String, Value>) -> ApiResult<ClickFilter> {
+pub(crate) fn merge_filter(current: &ClickFilter, given: Map<String, Value>) -> ApiResult<ClickFilter> {
     let Value::Object(mut merged) = serde_json::to_value(current).map_err(|_| ApiError::internal())? else {
         return Err(ApiError::internal());
     };

@@ -11,7 +11,7 @@ use super::auth::Auth;
 use super::campaigns::path_id;
 use super::webhooks::{new_secret, SubscriptionView};
 use super::{list_response, Api, AppState, Kind, Param, Params};
-use crate::domain::{now_millis, DeliveryState, SubscriptionStatus};
+use crate::domain::{now_millis, Account, DeliveryState, SubscriptionStatus};
 use crate::error::{ApiError, ApiResult};
 use crate::event::format_time;
 use crate::store::{DeliveryQuery, DeliveryRecord};
@@ -78,13 +78,17 @@ async fn rotate_secret(State(st): State<AppState>, Auth(a): Auth, Path(id): Path
 }
 
 async fn test(State(st): State<AppState>, Auth(a): Auth, Path(id): Path<String>) -> ApiResult<Response> {
-    let id = path_id(&id, "subscription")?;
-    // The published example, as this account would send it: receivers can test their parsing.
+    let delivery = send_test(&st, &a, path_id(&id, "subscription")?).await?;
+    Ok((StatusCode::ACCEPTED, Json(Queued { delivery_id: delivery })).into_response())
+}
+
+/// Queues the published example, as this account would send it, to a subscription: receivers
+/// can test their parsing. Returns the delivery's id.
+pub async fn send_test(st: &AppState, a: &Account, subscription: i64) -> ApiResult<i64> {
     let mut example: Value = serde_json::from_str(EXAMPLE).map_err(|_| ApiError::internal())?;
     example[0]["firm_id"] = json!(a.id);
     example[0]["timestamp"] = json!(format_time(now_millis(), &a.timezone));
-    let delivery = st.store.add_test_delivery(a.id, id, example.to_string(), now_millis()).await?;
-    Ok((StatusCode::ACCEPTED, Json(Queued { delivery_id: delivery })).into_response())
+    Ok(st.store.add_test_delivery(a.id, subscription, example.to_string(), now_millis()).await?)
 }
 
 /// A test batch queued: its id in the delivery log.

@@ -64,6 +64,9 @@ pub struct Shared {
     pub bodies: Arc<tokio::sync::Semaphore>,
     pub click: ClickState,
     pub domains: Arc<crate::tracking_domains::DomainChecker>,
+    /// Becomes true when the server starts to stop: long answers (the dashboard's event
+    /// streams) end, so that the drain does not wait for them.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl FromRef<AppState> for ClickState {

@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use super::auth::Auth;
 use super::{Api, AppState, Kind, Param, Params};
-use crate::domain::now_millis;
 use crate::domain::stats::{self, Granularity, Range};
+use crate::domain::{now_millis, Account, Millis};
 use crate::error::{ApiError, ApiResult};
 use crate::event::format_time;
 use crate::store::StatsQuery;
@@ -41,67 +41,89 @@ pub fn router() -> Api {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Stats {
     /// The range counted, `[since, until)` on quarter-hour bounds, in the account's time zone.
-    since: String,
-    until: String,
-    totals: Totals,
-    steps: Vec<StepStats>,
+    pub since: String,
+    pub until: String,
+    pub totals: Totals,
+    pub steps: Vec<StepStats>,
     /// Most human clicks first.
-    links: Vec<LinkStats>,
+    pub links: Vec<LinkStats>,
     /// Why bot clicks were judged so, most frequent first; a click may have several reasons.
-    reasons: Vec<ReasonStats>,
-    series: Vec<Bucket>,
+    pub reasons: Vec<ReasonStats>,
+    pub series: Vec<Bucket>,
 }
 
 #[derive(Serialize, utoipa::ToSchema, Default)]
 pub struct Totals {
-    emails_sent: i64,
-    clicks: i64,
-    human_clicks: i64,
-    bot_clicks: i64,
+    pub emails_sent: i64,
+    pub clicks: i64,
+    pub human_clicks: i64,
+    pub bot_clicks: i64,
     /// Prospects with at least one human click.
-    prospects_clicked: i64,
+    pub prospects_clicked: i64,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct StepStats {
-    step: i64,
-    emails_sent: i64,
-    human_clicks: i64,
-    bot_clicks: i64,
-    prospects_clicked: i64,
+    pub step: i64,
+    pub emails_sent: i64,
+    pub human_clicks: i64,
+    pub bot_clicks: i64,
+    pub prospects_clicked: i64,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct LinkStats {
-    url: String,
-    human_clicks: i64,
-    bot_clicks: i64,
+    pub url: String,
+    pub human_clicks: i64,
+    pub bot_clicks: i64,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ReasonStats {
     #[schema(example = "scanner_user_agent:Mediapartners-Google")]
-    reason: String,
-    clicks: i64,
+    pub reason: String,
+    pub clicks: i64,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Bucket {
     /// The bucket's start, in the webhook payload's time format and the account's zone.
     #[schema(example = "2025-03-21T00:00:00+0100")]
-    t: String,
-    human_clicks: i64,
-    bot_clicks: i64,
+    pub t: String,
+    /// The same, in Unix milliseconds (not answered).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub start: Millis,
+    pub human_clicks: i64,
+    pub bot_clicks: i64,
 }
 
 async fn get(State(st): State<AppState>, Auth(account): Auth, params: Params) -> ApiResult<Response> {
     let granularity = params.str("granularity").map(Granularity::parse).transpose()?.unwrap_or(Granularity::Day);
-    let campaign_ids = match params.int("campaign_id")? {
+    let asked = Asked {
+        campaign_id: params.int("campaign_id")?,
+        since: params.time("since")?,
+        until: params.time("until")?.unwrap_or_else(now_millis),
+        granularity,
+    };
+    Ok(Json(stats(&st, &account, asked).await?).into_response())
+}
+
+/// What statistics are asked for.
+pub struct Asked {
+    pub campaign_id: Option<i64>,
+    pub since: Option<Millis>,
+    pub until: Millis,
+    pub granularity: Granularity,
+}
+
+/// The account's statistics, as `/rest/v2/stats` answers them (the dashboard shows the same).
+pub async fn stats(st: &AppState, account: &Account, asked: Asked) -> ApiResult<Stats> {
+    let Asked { campaign_id, since, until, granularity } = asked;
+    let campaign_ids = match campaign_id {
         Some(id) => vec![st.store.campaign(account.id, id).await?.id],
         None => st.store.list_campaigns(account.id).await?.iter().map(|c| c.id).collect(),
     };
-    let until = params.time("until")?.unwrap_or_else(now_millis);
-    let since = params.time("since")?;
     if since.is_some_and(|s| s > until) {
         return Err(ApiError::wrong_param("since is after until."));
     }
@@ -121,7 +143,7 @@ async fn get(State(st): State<AppState>, Auth(account): Auth, params: Params) ->
     })?;
     let tz = account.timezone.as_str();
     let (clickers_by_step, clickers) = stats::clickers(&rows.clickers);
-    Ok(Json(Stats {
+    Ok(Stats {
         since: format_time(if since.is_some() { range.since } else { from.min(range.until) }, tz),
         until: format_time(range.until, tz),
         totals: totals(&rows, clickers),
@@ -130,10 +152,9 @@ async fn get(State(st): State<AppState>, Auth(account): Auth, params: Params) ->
         reasons: reasons(rows.reasons),
         series: series
             .into_iter()
-            .map(|(t, n)| Bucket { t: format_time(t, tz), human_clicks: n.human, bot_clicks: n.bot })
+            .map(|(t, n)| Bucket { start: t, t: format_time(t, tz), human_clicks: n.human, bot_clicks: n.bot })
             .collect(),
     })
-    .into_response())
 }
 
 fn totals(rows: &crate::store::StatsRows, clickers: i64) -> Totals {

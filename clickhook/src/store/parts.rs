@@ -28,6 +28,7 @@ pub trait AccountStore: Send + Sync {
     async fn account(&self, id: i64) -> StoreResult<Account>;
     async fn update_account(&self, id: i64, patch: AccountPatch) -> StoreResult<Account>;
     async fn add_api_key(&self, account_id: i64, key_hash: String, prefix: String) -> StoreResult<ApiKeyInfo>;
+    /// Revokes the key and ends the dashboard sessions signed in with it.
     async fn revoke_api_key(&self, account_id: i64, prefix: &str) -> StoreResult<()>;
     async fn list_api_keys(&self, account_id: i64) -> StoreResult<Vec<ApiKeyInfo>>;
     async fn account_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<Account>>;
@@ -171,6 +172,19 @@ pub trait DomainStore: Send + Sync {
     async fn verified_domains(&self) -> StoreResult<Vec<(String, i64)>>;
 }
 
+/// The dashboard's sign-ins: one-time login links and sessions (`app::session`).
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Stores a one-time login link for the account until `expires_at`.
+    async fn add_login_link(&self, account_id: i64, link_hash: String, expires_at: Millis) -> StoreResult<()>;
+    /// Opens a session if `with` proves an account (a key not revoked, a link not used nor
+    /// expired; the link is used up); returns the account.
+    async fn sign_in(&self, with: SignInWith, session: NewSession) -> StoreResult<Option<i64>>;
+    /// The live session with this token: not expired, and its key (if any) not revoked.
+    async fn session(&self, token_hash: &str, now: Millis) -> StoreResult<Option<SessionRecord>>;
+    async fn end_session(&self, token_hash: &str) -> StoreResult<()>;
+}
+
 /// All parts of a store together.
 #[async_trait]
 pub trait Store:
@@ -181,6 +195,7 @@ pub trait Store:
     + DeliveryStore
     + DomainStore
     + StatsStore
+    + SessionStore
     + Scheduling
     + 'static
 {

@@ -375,3 +375,27 @@ pub struct StatsRows {
     /// (bucket start, human, bot): a row per campaign and quarter hour or hour, in no order.
     pub series: Vec<(Millis, i64, i64)>,
 }
+
+/// What proves a dashboard sign-in: an API key, or a one-time login link (their hashes).
+#[derive(Debug, Clone)]
+pub enum SignInWith {
+    Key(String),
+    Link(String),
+}
+
+/// A dashboard session to open.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub token_hash: String,
+    /// The token every form of the session carries.
+    pub csrf: String,
+    pub now: Millis,
+    pub expires_at: Millis,
+}
+
+/// An open dashboard session.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub account: crate::domain::Account,
+    pub csrf: String,
+}

@@ -11,6 +11,7 @@ mod campaigns;
 mod cli;
 mod clicks;
 mod crash;
+mod dashboard;
 mod delivery;
 mod disk;
 mod golden;

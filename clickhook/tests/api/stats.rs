@@ -9,7 +9,7 @@ use crate::helpers::{shared, TestApp};
 
 /// An account in a zone 5:30 off UTC, a campaign of two steps, three prospects: people click
 /// some links, a scanner (curl) and a HEAD others. Returns (key, campaign id).
-async fn clicked(app: &TestApp) -> (String, i64) {
+pub(crate) async fn clicked(app: &TestApp) -> (String, i64) {
     let (_, key) = app.account("Asia/Kolkata").await;
     let f = json!({"click_filter": {"burst_seconds": 0, "min_seconds_after_send": 0}});
     assert_eq!(app.patch("/rest/v2/account", &key, f).await.status, 200);

@@ -2,13 +2,14 @@
 
 use async_trait::async_trait;
 
-use super::pool::{all, exec, one, pg, Q};
+use super::pool::{all, exec, numbered, one, pg, Q};
 use super::PgStore;
 use crate::domain::{now_millis, Account, AccountPatch, ClickFilter, NewAccount};
 use crate::store::error::{StoreError, StoreResult};
 use crate::store::parts::AccountStore;
 use crate::store::records::{ApiKeyInfo, LinkKey};
 use crate::store::rows::{self, to_json, ACCOUNT_COLS, API_KEY_COLS};
+use crate::store::sessions_sql;
 
 pub(super) async fn load_account(c: &impl Q, id: i64) -> StoreResult<Account> {
     let sql = format!("SELECT {ACCOUNT_COLS} FROM accounts a WHERE a.id = $1");
@@ -77,12 +78,14 @@ impl AccountStore for PgStore {
     }
 
     async fn revoke_api_key(&self, account_id: i64, prefix: &str) -> StoreResult<()> {
-        let c = self.pool.get().await?;
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await.map_err(pg)?;
         let sql = "UPDATE api_keys SET revoked_at = $3 WHERE account_id = $1 AND prefix = $2 AND revoked_at IS NULL";
-        match exec(&*c, sql, &[&account_id, &prefix, &now_millis()]).await? {
-            0 => Err(StoreError::NotFound("API key")),
-            _ => Ok(()),
+        if exec(&tx, sql, &[&account_id, &prefix, &now_millis()]).await? == 0 {
+            return Err(StoreError::NotFound("API key"));
         }
+        exec(&tx, &numbered(sessions_sql::END_KEY_SESSIONS), &[&account_id, &prefix]).await?;
+        tx.commit().await.map_err(pg)
     }
 
     async fn list_api_keys(&self, account_id: i64) -> StoreResult<Vec<ApiKeyInfo>> {

@@ -16,6 +16,7 @@ mod delivery;
 mod domains;
 mod pool;
 mod prospects;
+mod sessions;
 mod stats;
 
 use std::sync::{Arc, Mutex};
@@ -41,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0007_retention.sql"),
     include_str!("../../../migrations/postgres/0008_tracking_domains.sql"),
     include_str!("../../../migrations/postgres/0009_stats.sql"),
+    include_str!("../../../migrations/postgres/0010_app_sessions.sql"),
 ];
 
 /// Advisory locks are per database, not per schema: their keys include the schema, so that

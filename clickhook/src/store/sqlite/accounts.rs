@@ -10,6 +10,7 @@ use crate::store::error::{StoreError, StoreResult};
 use crate::store::parts::AccountStore;
 use crate::store::records::{ApiKeyInfo, LinkKey};
 use crate::store::rows::{self, to_json, ACCOUNT_COLS, API_KEY_COLS};
+use crate::store::sessions_sql;
 
 pub(super) fn load_account(conn: &Connection, id: i64) -> StoreResult<Account> {
     one(conn, &format!("SELECT {ACCOUNT_COLS} FROM accounts a WHERE a.id = ?1"), [id], rows::account)?
@@ -76,10 +77,10 @@ impl AccountStore for SqliteStore {
         self.write(move |conn| {
             let sql =
                 "UPDATE api_keys SET revoked_at = ?3 WHERE account_id = ?1 AND prefix = ?2 AND revoked_at IS NULL";
-            match exec(conn, sql, params![account_id, prefix, now_millis()])? {
-                0 => Err(StoreError::NotFound("API key")),
-                _ => Ok(()),
+            if exec(conn, sql, params![account_id, prefix, now_millis()])? == 0 {
+                return Err(StoreError::NotFound("API key"));
             }
+            exec(conn, sessions_sql::END_KEY_SESSIONS, params![account_id, prefix]).map(drop)
         })
         .await
     }

@@ -14,6 +14,7 @@ mod clicks;
 mod delivery;
 mod domains;
 mod prospects;
+mod sessions;
 mod sql;
 mod stats;
 mod writer;
@@ -43,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0007_tracking_domains.sql"),
     include_str!("../../../migrations/sqlite/0008_stats.sql"),
     include_str!("../../../migrations/sqlite/0009_click_ids.sql"),
+    include_str!("../../../migrations/sqlite/0010_app_sessions.sql"),
 ];
 
 /// The version that added statistics: upgrading to it counts what was there.
