@@ -329,7 +329,8 @@ async fn forms_without_the_session_token_change_nothing() {
     let stranger = Visitor::with_key(app, &other_key).await;
     let pause = format!("/app/webhooks/{sub}/pause");
     let own = v.csrf.clone();
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<(&str, &str)>)> = vec![
+    type Fields<'f> = Vec<(&'f str, &'f str)>;
+    let cases: Vec<(&str, Fields, Fields)> = vec![
         ("no token", vec![], vec![]),
         ("an empty token", vec![("csrf", "")], vec![]),
         ("another session's token", vec![("csrf", stranger.csrf.as_str())], vec![]),
