@@ -49,7 +49,7 @@ pub async fn list(State(st): State<AppState>, s: Session) -> Result<Response, Pa
                     @for (c, t, trend) in &rows {
                         tr data-campaign=(c.id) {
                             td { a href={ "/app/campaigns/" (c.id) } { (c.name) } }
-                            td { span.badge.(c.status.as_str()) { (c.status.as_str()) } }
+                            td { span.badge.(c.status.as_str().to_lowercase()) { (c.status.as_str()) } }
                             td.num { (count(t.emails_sent)) }
                             td.num { (count(t.human_clicks)) }
                             td.num { (count(t.bot_clicks)) }
@@ -109,7 +109,7 @@ pub async fn show(
     let latest = latest_clickers(&st, s.account.id, campaign.id, &tz).await?;
     let body = html! {
         p.crumbs { a href="/app/campaigns" { "Campaigns" } " / " }
-        h1 { (campaign.name) " " span.badge.(campaign.status.as_str()) { (campaign.status.as_str()) } }
+        h1 { (campaign.name) " " span.badge.(campaign.status.as_str().to_lowercase()) { (campaign.status.as_str()) } }
         nav.ranges aria-label="Range" {
             @for (k, name, _, _) in RANGES {
                 @if k == key { a.current href={ "?range=" (k) } aria-current="true" { (name) } }

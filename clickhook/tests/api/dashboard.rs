@@ -114,7 +114,7 @@ impl<'a> Visitor<'a> {
 /// A signed-in account with something on every page: a campaign with human and scanner
 /// clicks, a subscription with a delivered batch. Returns (visitor, key, campaign, subscription,
 /// delivery, receiver).
-async fn furnished(app: &TestApp) -> (String, i64, i64, i64, Receiver) {
+pub(crate) async fn furnished(app: &TestApp) -> (String, i64, i64, i64, Receiver) {
     let rx = Receiver::start(vec![Reply::Status(200)]);
     let (key, c) = crate::stats::clicked(app).await;
     let r = app.post("/rest/v1/webhooks/subscribe", &key, json!({"target_url": rx.url, "event": "link_clicked"})).await;
@@ -507,4 +507,26 @@ async fn bad_input_is_refused_and_changes_nothing() {
     assert_eq!(after["snippet_labels"], json!({"2": "Company size"}));
     assert_eq!(after["click_filter"], before["click_filter"], "a form without the filter keeps it");
     let _: Value = after;
+}
+
+#[tokio::test]
+async fn an_open_event_stream_does_not_hold_up_shutdown() {
+    let app = crate::helpers::spawn_app(|_| {});
+    let (_, key) = app.account("UTC").await;
+    let v = Visitor::with_key(&app, &key).await;
+    let mut r = app
+        .client
+        .get(format!("{}/app/clicks/stream?after=0", app.base))
+        .header("cookie", v.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let started = std::time::Instant::now();
+    let stopped = tokio::task::spawn_blocking(move || drop(app));
+    tokio::time::timeout(Duration::from_secs(10), stopped).await.expect("the server stops with a stream open").unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The stream ended with the server.
+    let end = tokio::time::timeout(Duration::from_secs(5), async { while let Ok(Some(_)) = r.chunk().await {} }).await;
+    assert!(end.is_ok(), "the stream was closed");
 }

@@ -7,6 +7,7 @@ mod dns;
 mod helpers;
 
 mod bad_input;
+mod browser;
 mod campaigns;
 mod cli;
 mod clicks;
