@@ -69,7 +69,10 @@ import sqlite3, sys
 c = sqlite3.connect(sys.argv[1])
 for t in ("stats_links", "stats_series", "stats_reasons", "stats_clickers_day", "stats_clickers_quarter", "stats_emails"):
     c.execute(f"DROP TABLE {t}")
-# The version before statistics; the later ones run again.
+# What later migrations made goes too: they run again.
+for t in ("app_sessions", "login_links"):
+    c.execute(f"DROP TABLE IF EXISTS {t}")
+# The version before statistics.
 c.execute("PRAGMA user_version = 7")
 c.commit()
 PY
