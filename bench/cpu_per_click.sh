@@ -6,13 +6,14 @@
 #
 #   bench/cpu_per_click.sh            # 15 s of clicks on 10,000 links
 #   DURATION=30 bench/cpu_per_click.sh
+#   BIN=/elsewhere/clickhook bench/cpu_per_click.sh   # another build (compare two in one sitting)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-15}
 PORT=${PORT:-18280}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 cargo build --release --quiet --bin clickhook
-BIN=target/release/clickhook
+BIN=${BIN:-target/release/clickhook}
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 DB=$WORK/bench.db

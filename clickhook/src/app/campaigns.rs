@@ -9,7 +9,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::chart::{self, Bar};
-use super::page::{count, page, percent, when, PageError, Section};
+use super::page::{count, day, page, percent, when, PageError, Section};
 use super::session::Session;
 use crate::api::campaigns::path_id;
 use crate::api::stats::{stats, Asked, Stats};
@@ -100,7 +100,7 @@ pub async fn show(
         .map(|b| Bar {
             label: match granularity {
                 Granularity::Hour => when(b.start, &tz),
-                Granularity::Day => when(b.start, &tz)[..10].to_string(),
+                Granularity::Day => day(b.start, &tz),
             },
             human: b.human_clicks,
             bot: b.bot_clicks,

@@ -201,10 +201,19 @@ pub fn percent(part: i64, whole: i64) -> String {
 
 /// A time as a person reads it, in the account's zone: "2026-03-21 14:05".
 pub fn when(at: Millis, tz: &str) -> String {
+    local(at, tz, "%Y-%m-%d %H:%M")
+}
+
+/// The day of a time in the account's zone: "2026-03-21".
+pub fn day(at: Millis, tz: &str) -> String {
+    local(at, tz, "%Y-%m-%d")
+}
+
+fn local(at: Millis, tz: &str, format: &str) -> String {
     use chrono::TimeZone;
     let zone: chrono_tz::Tz = tz.parse().unwrap_or(chrono_tz::UTC);
     match chrono::Utc.timestamp_millis_opt(at).single() {
-        Some(t) => t.with_timezone(&zone).format("%Y-%m-%d %H:%M").to_string(),
+        Some(t) => t.with_timezone(&zone).format(format).to_string(),
         None => "–".into(),
     }
 }
@@ -239,5 +248,7 @@ mod tests {
         let t = 1_742_558_400_000;
         assert_eq!(when(t, "UTC"), "2025-03-21 12:00");
         assert_eq!(when(t, "Europe/Warsaw"), "2025-03-21 13:00");
+        assert_eq!(day(t - 13 * 3_600_000, "Europe/Warsaw"), "2025-03-21", "00:00 in Warsaw");
+        assert_eq!(when(i64::MAX, "UTC"), "–");
     }
 }
