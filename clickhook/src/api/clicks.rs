@@ -50,6 +50,7 @@ async fn list(State(st): State<AppState>, Auth(account): Auth, params: Params) -
         None => None,
     };
     let q = ClickQuery {
+        after_id: None,
         campaign_id: params.int("campaign_id")?.or(params.int("campaign")?),
         prospect_id: params.int("prospect_id")?.or(params.int("prospect")?),
         verdict,

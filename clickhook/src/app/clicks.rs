@@ -129,7 +129,10 @@ struct Tail {
     account: Account,
     query: ClickQuery,
     names: HashMap<i64, String>,
-    after: i64,
+    /// Each look reads only clicks above this id (an index range, whatever the store's size):
+    /// below the oldest click still pending at the last look, or the newest one seen.
+    floor: i64,
+    /// Clicks above the floor already sent.
     sent: BTreeSet<i64>,
     queue: VecDeque<Event>,
     ends: tokio::time::Instant,
@@ -138,16 +141,18 @@ struct Tail {
 impl Tail {
     /// Queues judged clicks not sent yet, oldest first.
     async fn look(&mut self) -> Result<(), PageError> {
-        let (_, clicks) = self.st.store.list_clicks(self.account.id, self.query.clone()).await?;
-        if let Some(oldest) = clicks.last() {
-            self.sent = self.sent.split_off(&oldest.id);
-        }
+        let q = ClickQuery { after_id: Some(self.floor), ..self.query.clone() };
+        let (_, clicks) = self.st.store.list_clicks(self.account.id, q).await?;
         for c in clicks.iter().rev() {
-            if c.verdict.is_some() && c.id > self.after && self.sent.insert(c.id) {
+            if c.verdict.is_some() && self.sent.insert(c.id) {
                 let tr = row(c, &self.names, &self.account).into_string();
                 self.queue.push_back(Event::default().event("click").id(c.id.to_string()).data(tr));
             }
         }
+        let pending_floor = clicks.iter().filter(|c| c.verdict.is_none()).map(|c| c.id - 1).min();
+        let newest = clicks.first().map(|c| c.id);
+        self.floor = pending_floor.or(newest).unwrap_or(self.floor).max(self.floor);
+        self.sent = self.sent.split_off(&(self.floor + 1));
         Ok(())
     }
 }
@@ -162,7 +167,7 @@ pub async fn stream(
     let tail = Tail {
         names: campaign_names(&st, s.account.id).await?,
         query: f.query(LOOK)?,
-        after: resumed.or(f.after).unwrap_or(0),
+        floor: resumed.or(f.after).unwrap_or(0),
         sent: BTreeSet::new(),
         queue: VecDeque::new(),
         ends: tokio::time::Instant::now() + STREAM_LIFE,

@@ -147,6 +147,9 @@ pub fn clicks_paged(d: &Dialect, account_id: i64, q: &ClickQuery) -> Paged {
 fn clicks(d: &Dialect, account_id: i64, q: &ClickQuery) -> Where {
     let mut w = Where::default();
     w.and("c.account_id = ?", Some(Arg::Int(account_id)));
+    if let Some(id) = q.after_id {
+        w.and("c.id > ?", Some(Arg::Int(id)));
+    }
     if let Some(c) = q.campaign_id {
         w.and("e.campaign_id = ?", Some(Arg::Int(c)));
     }

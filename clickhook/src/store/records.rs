@@ -141,6 +141,8 @@ pub enum VerdictFilter {
 
 #[derive(Debug, Clone, Default)]
 pub struct ClickQuery {
+    /// Only clicks newer than this one (a greater id): bounded reads for a live view.
+    pub after_id: Option<i64>,
     pub campaign_id: Option<i64>,
     pub prospect_id: Option<i64>,
     pub verdict: Option<VerdictFilter>,
