@@ -139,3 +139,27 @@ async fn deleted_campaigns_and_prospects_stop_tracking() {
         assert!(!app.db().stored_click_agents().await.contains(&after), "nothing stored after the delete");
     }
 }
+
+/// A deleted prospect's links stay dead when the next email, another account's, is recorded:
+/// tokens name emails by id, and an id is never handed out again (on SQLite, after the newest
+/// emails were deleted, it was: their links led to the new email).
+#[tokio::test]
+async fn a_deleted_emails_links_never_lead_to_a_later_email() {
+    let app = crate::helpers::spawn_app(|_| {});
+    let (_, key_a) = app.account("UTC").await;
+    let c = app.campaign(&key_a, 1).await;
+    let p = app.enroll(&key_a, c, "gone@example.com").await;
+    let sent = app.send_html(&key_a, c, "gone@example.com", "<a href=\"https://example.com/a\">a</a>").await;
+    let old_link = sent["links"][0]["tracked_url"].as_str().unwrap().to_string();
+    let r = app.call(reqwest::Method::DELETE, &format!("/rest/v1/prospects?id={p}"), &key_a, None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    let (_, key_b) = app.account("UTC").await;
+    let c_b = app.campaign(&key_b, 1).await;
+    app.enroll(&key_b, c_b, "new@example.com").await;
+    let fresh = app.send_html(&key_b, c_b, "new@example.com", "<a href=\"https://example.com/b\">b</a>").await;
+    assert_ne!(fresh["email_id"], sent["email_id"], "a new email id");
+    let r = app.client.get(&old_link).header("user-agent", "Mozilla/5.0 (Macintosh) Safari/605").send().await.unwrap();
+    assert_eq!(r.status(), 404, "the deleted email's link");
+    assert_eq!(app.get("/rest/v2/clicks", &key_b).await.body, json!([]), "nothing stored for B");
+}

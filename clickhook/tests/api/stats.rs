@@ -222,6 +222,8 @@ async fn upgrading_counts_what_was_released_before() {
     if on_postgres() {
         db.exec("UPDATE schema_version SET version = 8").await;
     } else {
+        db.exec("DROP TRIGGER emails_id_floor").await;
+        db.exec("DROP TABLE id_floor").await;
         rusqlite::Connection::open(&db.0).unwrap().pragma_update(None, "user_version", 7).unwrap();
     }
     let _server = node.start(&[]).await;

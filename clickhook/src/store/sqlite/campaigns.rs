@@ -151,8 +151,10 @@ impl CampaignStore for SqliteStore {
             let enrollment = enrollment.sent(email.step, step.step_type, mailbox);
             exec(
                 conn,
-                "INSERT INTO emails (account_id, campaign_id, prospect_id, step, mailbox, email_no, subject, \
-                 idempotency_key, sent_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                // Never an id used before (migration 0011): old links name emails by id.
+                "INSERT INTO emails (id, account_id, campaign_id, prospect_id, step, mailbox, email_no, subject, \
+                 idempotency_key, sent_at) VALUES ((SELECT last + 1 FROM id_floor WHERE name = 'emails'), \
+                 ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     account_id,
                     campaign.id,

@@ -45,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0008_stats.sql"),
     include_str!("../../../migrations/sqlite/0009_click_ids.sql"),
     include_str!("../../../migrations/sqlite/0010_app_sessions.sql"),
+    include_str!("../../../migrations/sqlite/0011_email_ids.sql"),
 ];
 
 /// The version that added statistics: upgrading to it counts what was there.
