@@ -70,7 +70,7 @@ c = sqlite3.connect(sys.argv[1])
 for t in ("stats_links", "stats_series", "stats_reasons", "stats_clickers_day", "stats_clickers_quarter", "stats_emails"):
     c.execute(f"DROP TABLE {t}")
 # What later migrations made goes too: they run again.
-for t in ("app_sessions", "login_links", "id_floor"):
+for t in ("app_sessions", "login_links", "id_floor", "stats_cursor"):
     c.execute(f"DROP TABLE IF EXISTS {t}")
 c.execute("DROP TRIGGER IF EXISTS emails_id_floor")
 # The version before statistics.

@@ -57,6 +57,8 @@ async fn prune_until(
 ) -> StoreResult<Pruned> {
     let mut pruned = Pruned::default();
     if let Some(before) = retention.clicks_before(now) {
+        // Only counted clicks are pruned: the statistics outlive them.
+        store.count_released().await?;
         pruned.clicks = steps(store, stopped, || store.prune_clicks(before, PRUNE_STEP)).await?;
     }
     if let Some(before) = retention.deliveries_before(now) {

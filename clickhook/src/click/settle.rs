@@ -14,6 +14,8 @@
 //! 2. **Release** held clicks once the judging frontier has passed their burst window: the
 //!    verdict becomes final and, for a person's click (or any, with `deliver_bot_clicks`), its
 //!    `link_clicked` event is written, in one transaction with the release.
+//! 3. **Count** released clicks in the statistics: in the release's transaction, or, where the
+//!    store counts behind the release (`StatsStore::count_released`), a pass once a second.
 //!
 //! One node settles at a time (`Store::settler_turn`), so it can remember the recent verdicts
 //! it made ([`super::recent`]) instead of reading them back every round. Every write is still
@@ -73,10 +75,16 @@ const COMMIT_SKEW_MS: Millis = 250;
 /// How often a node that does not settle checks whether the settling node is still there.
 const STANDBY: Duration = Duration::from_secs(1);
 
+/// How often released clicks are counted where the store counts them behind the release: the
+/// statistics lag by at most this (a query counts first), and each pass writes a busy rollup
+/// row once for all the rounds released since the last.
+const COUNT_EVERY: Duration = Duration::from_secs(1);
+
 pub async fn run(store: DynStore, lists: Arc<ScannerLists>, max_lag: Millis, mut shutdown: watch::Receiver<bool>) {
     let mut recent = RecentClicks::default();
     let mut last_turn = None;
     let mut behind = false;
+    let mut counted_at = std::time::Instant::now();
     loop {
         if !behind {
             tokio::select! {
@@ -120,6 +128,12 @@ pub async fn run(store: DynStore, lists: Arc<ScannerLists>, max_lag: Millis, mut
                 0
             }
         };
+        if counted_at.elapsed() >= COUNT_EVERY {
+            counted_at = std::time::Instant::now();
+            if let Err(e) = store.count_released().await {
+                tracing::warn!("counting released clicks failed: {e}");
+            }
+        }
         if *shutdown.borrow() {
             return;
         }

@@ -86,7 +86,13 @@ pub trait CampaignStore: Send + Sync {
 /// Click statistics, read from the rollups that releasing clicks and recording emails keep.
 #[async_trait]
 pub trait StatsStore: Send + Sync {
+    /// The rollups a statistics query reads, with every click released before the call.
     async fn stats(&self, q: StatsQuery) -> StoreResult<StatsRows>;
+    /// Adds the clicks released since the last pass to the statistics where a store counts
+    /// them behind the release (SQLite: a pass writes each busy rollup row once for many
+    /// releases); nothing where each release counts its own clicks (PostgreSQL, whose click
+    /// ids may commit out of order, so that no cursor over them is safe).
+    async fn count_released(&self) -> StoreResult<()>;
 }
 
 #[async_trait]

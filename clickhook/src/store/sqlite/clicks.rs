@@ -14,7 +14,6 @@ use super::prospects::load_prospect;
 use super::sql::{all, exec, ids_json, one, page, value, DIALECT};
 use super::SqliteStore;
 use crate::domain::click::HistoryPrune;
-use crate::domain::stats::Rollup;
 use crate::domain::{now_millis, Millis};
 use crate::store::error::StoreResult;
 use crate::store::lists;
@@ -36,6 +35,8 @@ fn event_context(conn: &Connection, email_id: i64) -> StoreResult<Option<EventCo
 /// and `arg` as `?2`) with their burst history, and records that links went away. The
 /// account's index finds its clicks: deletes are rare, clicks are not.
 pub(super) fn forget_emails(conn: &Connection, account_id: i64, emails: &str, arg: &dyn ToSql) -> StoreResult<()> {
+    // Released clicks stay counted after they are gone: count them before.
+    super::stats::count_now(conn)?;
     exec(conn, &format!("DELETE FROM email_clicks WHERE email_id IN ({emails})"), params![account_id, arg])?;
     let sql = format!("DELETE FROM clicks WHERE account_id = ?1 AND email_id IN ({emails})");
     exec(conn, &sql, params![account_id, arg])?;
@@ -160,9 +161,10 @@ impl ClickStore for SqliteStore {
                                VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (click_id) DO NOTHING";
                     exec(conn, sql, params![r.account_id, r.click_id, now, payload, r.clicked_at])?;
                 }
-                counted.extend(&r.counted);
+                counted.push(r);
             }
-            super::stats::add_rollup(conn, Rollup::of(counted))
+            // Most are counted behind, by a pass (see `super::stats`).
+            super::stats::count_releases(conn, counted)
         })
         .await
     }
@@ -190,9 +192,11 @@ impl ClickStore for SqliteStore {
     async fn prune_clicks(&self, before: Millis, limit: i64) -> StoreResult<u64> {
         self.write_background(move |conn| {
             // The oldest clicks only: ids grow with time, so the old ones are at the front, and a
-            // step never scans more than `limit` rows whether anything is due or not.
+            // step never scans more than `limit` rows whether anything is due or not. Only
+            // clicks the statistics have counted.
             let sql = "DELETE FROM clicks WHERE id IN (SELECT id FROM (SELECT id, at, verdict, released FROM clicks \
-                       ORDER BY id LIMIT ?2) WHERE at < ?1 AND verdict IS NOT NULL AND released = 1)";
+                       ORDER BY id LIMIT ?2) WHERE at < ?1 AND verdict IS NOT NULL AND released = 1 \
+                       AND id < (SELECT next FROM stats_cursor))";
             Ok(exec(conn, sql, params![before, limit])? as u64)
         })
         .await
