@@ -272,3 +272,47 @@ async fn clicks_released_just_before_their_prospect_is_deleted_stay_counted() {
     assert_eq!(s["totals"]["human_clicks"], 2, "{s}");
     assert_eq!(s["totals"]["prospects_clicked"], 0, "a prospect who clicked goes with its prospect: {s}");
 }
+
+/// A click held for its burst window does not hold back the statistics of clicks released after
+/// it (SQLite's pass steps over it), and is counted once when it is released in its turn.
+#[tokio::test]
+async fn a_held_click_holds_back_no_other_statistics_and_counts_once_released() {
+    let app = shared();
+    let one_link = "<a href=\"https://example.com/held\">a</a>";
+    let mut accounts = Vec::new();
+    for burst in [60, 0] {
+        let (account, key) = app.account("UTC").await;
+        let f = json!({"click_filter": {"burst_seconds": burst, "min_seconds_after_send": 0}});
+        assert_eq!(app.patch("/rest/v2/account", &key, f).await.status, 200);
+        let c = app.campaign(&key, 1).await;
+        app.enroll(&key, c, "eve@example.com").await;
+        let sent = app.send_html(&key, c, "eve@example.com", one_link).await;
+        app.click(sent["links"][0]["tracked_url"].as_str().unwrap()).await;
+        accounts.push((account.id, key, c));
+    }
+    let released =
+        |account: i64| format!("SELECT count(*) FROM clicks WHERE account_id = {account} AND released = TRUE");
+    let clicks = |key: &str, c: i64| {
+        let (key, path) = (key.to_string(), format!("/rest/v2/stats?campaign_id={c}"));
+        async move { app.get(&path, &key).await.body["totals"]["clicks"].clone() }
+    };
+    let [(held, held_key, held_campaign), (quick, quick_key, quick_campaign)] = <[_; 2]>::try_from(accounts).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while app.sql_i64(&released(quick)).await < 1 {
+        assert!(std::time::Instant::now() < deadline, "the click without a burst window was not released");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.sql_i64(&released(held)).await, 0, "the burst window holds the first click");
+    assert_eq!(clicks(&quick_key, quick_campaign).await, 1, "counted, although an older click is held");
+    assert_eq!(clicks(&held_key, held_campaign).await, 0, "held clicks are not counted yet");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while app.sql_i64(&released(held)).await < 1 {
+        assert!(std::time::Instant::now() < deadline, "the held click was not released");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(clicks(&held_key, held_campaign).await, 1, "counted once, by its release");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await; // a background pass more
+    assert_eq!(clicks(&held_key, held_campaign).await, 1, "and only once");
+    assert_eq!(clicks(&quick_key, quick_campaign).await, 1);
+}
