@@ -51,8 +51,6 @@ const MIGRATIONS: &[&str] = &[
 
 /// The version that added statistics: upgrading to it counts what was there.
 const STATS_VERSION: usize = 8;
-/// The version from which released clicks are counted behind the release.
-const STATS_CURSOR_VERSION: usize = 12;
 
 pub struct SqliteStore {
     /// Held while this process serves the file (see [`SqliteStore::open_for_serving`]).
@@ -73,9 +71,6 @@ pub fn migrate(conn: &Connection) -> anyhow::Result<()> {
         tx.execute_batch(MIGRATIONS[i])?;
         if i + 1 == STATS_VERSION {
             stats::backfill(&tx)?;
-        }
-        if i + 1 == STATS_CURSOR_VERSION {
-            stats::start_counting_behind(&tx)?;
         }
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;

@@ -143,12 +143,6 @@ pub(super) fn count_releases<'a>(
     add_rollup(conn, Rollup::of(released.into_iter().filter(|r| r.click_id < below).filter_map(|r| r.counted.as_ref())))
 }
 
-/// The upgrade to counting behind: every click there is was counted by its release (or by the
-/// backfill just before), and clicks held now are counted by theirs.
-pub(super) fn start_counting_behind(conn: &Connection) -> StoreResult<()> {
-    exec(conn, "INSERT INTO stats_cursor (next) SELECT coalesce(max(id), 0) + 1 FROM clicks", []).map(drop)
-}
-
 impl SqliteStore {
     /// Passes until caught up (or a deletion moved the cursor meanwhile).
     async fn count(&self, reach: Reach) -> StoreResult<()> {
