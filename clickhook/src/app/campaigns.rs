@@ -9,7 +9,8 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::chart::{self, Bar};
-use super::page::{count, day, page, percent, when, PageError, Section};
+use super::html::PageError;
+use super::page::{count, day, page, percent, when, Section};
 use super::session::Session;
 use crate::api::campaigns::path_id;
 use crate::api::stats::{stats, Asked, Stats};

@@ -14,7 +14,8 @@ use futures::Stream;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::page::{page, when, PageError, Section};
+use super::html::PageError;
+use super::page::{page, when, Section};
 use super::session::Session;
 use crate::api::AppState;
 use crate::domain::{Account, Verdict};

@@ -6,7 +6,8 @@
 //! - [`webhooks`]: subscriptions' health and actions, the delivery log with every attempt.
 //! - [`settings`]: time zone, click filter, snippet labels, API keys.
 //! - [`session`]: signing in (API key or one-time link), the session cookie, CSRF.
-//! - [`page`]: the shell, errors, number and time formats; [`chart`]: the SVG charts.
+//! - [`page`]: the signed-in shell, number and time formats; [`chart`]: the SVG charts.
+//! - [`html`]: documents, fragments, redirects and page errors, below everything else here.
 //!
 //! Every response carries a Content-Security-Policy that allows only clickhook's own scripts
 //! and styles (no inline script, no eval), and may not be framed. Numbers come from the same
@@ -15,6 +16,7 @@
 pub mod campaigns;
 pub mod chart;
 pub mod clicks;
+pub mod html;
 pub mod page;
 pub mod session;
 pub mod settings;
@@ -35,8 +37,8 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 /// The dashboard's routes.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/app", get(|| async { page::see_other("/app/campaigns") }))
-        .route("/app/", get(|| async { page::see_other("/app/campaigns") }))
+        .route("/app", get(|| async { html::see_other("/app/campaigns") }))
+        .route("/app/", get(|| async { html::see_other("/app/campaigns") }))
         .route("/app/login", get(session::sign_in_page).post(session::sign_in))
         .route("/app/login/{link}", get(session::link_page).post(session::sign_in_with_link))
         .route("/app/logout", post(session::sign_out))

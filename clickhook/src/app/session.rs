@@ -16,7 +16,7 @@ use maud::{html, Markup};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::page::{self, PageError};
+use super::html::{self, PageError};
 use crate::api::auth::hash_key;
 use crate::api::{read_body, AppState};
 use crate::domain::{now_millis, Account, Millis};
@@ -54,7 +54,7 @@ impl FromRequestParts<AppState> for Session {
     type Rejection = PageError;
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, PageError> {
-        let sign_in = || PageError::SignIn { htmx: page::is_htmx(&parts.headers) };
+        let sign_in = || PageError::SignIn { htmx: html::is_htmx(&parts.headers) };
         let token = cookie(&parts.headers, SESSION_COOKIE).ok_or_else(sign_in)?;
         let token_hash = hash_key(&token);
         let found = st.store.session(&token_hash, now_millis()).await.map_err(PageError::from_store)?;
@@ -75,7 +75,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Posted<T> {
     async fn from_request(req: Request, st: &AppState) -> Result<Self, PageError> {
         let (mut parts, body) = req.into_parts();
         let session = Session::from_request_parts(&mut parts, st).await?;
-        let htmx = page::is_htmx(&parts.headers);
+        let htmx = html::is_htmx(&parts.headers);
         cross_site_refused(&parts.headers)?;
         let bytes = read_body(Request::from_parts(parts, body), st).await.map_err(|e| PageError::Failed(e, htmx))?;
         let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes.bytes).map_err(|_| bad_form(htmx))?;
@@ -149,7 +149,7 @@ fn sign_in_form(st: &AppState, status: StatusCode, error: Option<&str>) -> Respo
             p.muted { "Or ask an operator for a one-time link: " code { "clickhook account login-link ACCOUNT_ID" } }
         }
     };
-    let mut res = (status, page::bare("Sign in", body)).into_response();
+    let mut res = (status, html::bare("Sign in", body)).into_response();
     res.headers_mut().append(header::SET_COOKIE, set_cookie(st, SIGN_IN_COOKIE, &t, LINK_TTL));
     res
 }
@@ -202,7 +202,7 @@ pub async fn link_page(State(st): State<AppState>, Path(link): Path<String>) -> 
             p.muted { "The link works once, for " (LINK_TTL.as_secs() / 60) " minutes after it was made." }
         }
     };
-    let mut res = page::bare("Sign in", body).into_response();
+    let mut res = html::bare("Sign in", body).into_response();
     res.headers_mut().append(header::SET_COOKIE, set_cookie(&st, SIGN_IN_COOKIE, &t, LINK_TTL));
     res
 }
@@ -237,7 +237,7 @@ async fn open_session(st: &AppState, with: SignInWith) -> Result<Option<Response
     if st.store.sign_in(with, s).await.map_err(PageError::from_store)?.is_none() {
         return Ok(None);
     }
-    let mut res = page::see_other("/app/campaigns");
+    let mut res = html::see_other("/app/campaigns");
     let h = res.headers_mut();
     h.append(header::SET_COOKIE, set_cookie(st, SESSION_COOKIE, &t, SESSION_TTL));
     h.append(header::SET_COOKIE, set_cookie(st, SIGN_IN_COOKIE, "", Duration::ZERO));
@@ -249,7 +249,7 @@ pub struct Empty {}
 
 pub async fn sign_out(State(st): State<AppState>, p: Posted<Empty>) -> Result<Response, PageError> {
     st.store.end_session(&p.session.token_hash).await.map_err(PageError::from_store)?;
-    let mut res = page::see_other("/app/login");
+    let mut res = html::see_other("/app/login");
     res.headers_mut().append(header::SET_COOKIE, set_cookie(&st, SESSION_COOKIE, "", Duration::ZERO));
     Ok(res)
 }

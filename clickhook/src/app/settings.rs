@@ -10,7 +10,8 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::page::{page, see_other, when, when_or, PageError, Section};
+use super::html::{see_other, PageError};
+use super::page::{page, when, when_or, Section};
 use super::session::{csrf_field, Empty, Posted, Session};
 use crate::api::account::{merge_filter, merge_labels};
 use crate::api::auth::issue_key;

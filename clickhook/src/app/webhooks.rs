@@ -10,7 +10,8 @@ use axum::response::Response;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::page::{count, page, see_other, when, when_or, PageError, Section};
+use super::html::{see_other, PageError};
+use super::page::{count, page, when, when_or, Section};
 use super::session::{csrf_field, Empty, Posted, Session};
 use crate::api::campaigns::path_id;
 use crate::api::deliveries::send_test;

@@ -2,9 +2,8 @@
 
 use async_trait::async_trait;
 
-use super::clicks::forget_emails;
+use super::common::{forget_emails, load_prospect, prospect_id_by_email};
 use super::pool::{all, exec, one, pg, Param, Q};
-use super::prospects::{load_prospect, prospect_id_by_email};
 use super::PgStore;
 use crate::domain::{now_millis, Campaign, CampaignPatch, Enrollment, EnrollmentKey, EnrollmentPatch, NewCampaign};
 use crate::store::error::{StoreError, StoreResult};
@@ -15,11 +14,6 @@ use crate::store::rows::{self, to_json, CAMPAIGN_COLS, ENROLLMENT_COLS};
 pub(super) async fn load_campaign(c: &impl Q, account_id: i64, id: i64) -> StoreResult<Campaign> {
     let sql = format!("SELECT {CAMPAIGN_COLS} FROM campaigns WHERE id = $1 AND account_id = $2");
     one(c, &sql, &[&id, &account_id], rows::campaign).await?.ok_or(StoreError::NotFound("campaign"))
-}
-
-pub(super) async fn load_enrollment(c: &impl Q, campaign_id: i64, prospect_id: i64) -> StoreResult<Option<Enrollment>> {
-    let sql = format!("SELECT {ENROLLMENT_COLS} FROM enrollments WHERE campaign_id = $1 AND prospect_id = $2");
-    one(c, &sql, &[&campaign_id, &prospect_id], rows::enrollment).await
 }
 
 /// An enrollment about to change, locked: two sends to one prospect number their emails one

@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use tokio_postgres::types::ToSql;
 
-use super::campaigns::load_enrollment;
 use super::click_writer::{by_index, take_in_groups};
-use super::pool::{all, exec, one, page, pg, Param, DIALECT, Q};
-use super::prospects::load_prospect;
+use super::common::load_enrollment;
+use super::common::load_prospect;
+use super::pool::{all, exec, one, page, pg, DIALECT, Q};
 use super::PgStore;
 use crate::domain::click::HistoryPrune;
 use crate::domain::stats::Rollup;
@@ -38,17 +38,6 @@ async fn event_context(c: &impl Q, email_id: i64) -> StoreResult<Option<EventCon
     let Some(enrollment) = load_enrollment(c, ctx.campaign_id, prospect.id).await? else { return Ok(None) };
     (ctx.prospect, ctx.enrollment) = (prospect, enrollment);
     Ok(Some(ctx))
-}
-
-/// Deletes the clicks on the account's emails that `emails` selects (SQL over the account `$1`
-/// and `arg` as `$2`) with their burst history, and records that links went away. The
-/// account's index finds its clicks: deletes are rare, clicks are not. Clicks still in their
-/// groups are taken in by settling, which forgets them then (`forget_orphan_clicks`).
-pub(super) async fn forget_emails(tx: &impl Q, account_id: i64, emails: &str, arg: Param<'_>) -> StoreResult<()> {
-    exec(tx, &format!("DELETE FROM email_clicks WHERE email_id IN ({emails})"), &[&account_id, arg]).await?;
-    let sql = format!("DELETE FROM clicks WHERE account_id = $1 AND email_id IN ({emails})");
-    exec(tx, &sql, &[&account_id, arg]).await?;
-    exec(tx, "INSERT INTO deletions (at) VALUES ($1)", &[&now_millis()]).await.map(drop)
 }
 
 /// Applies overrules, each guarded by the reasons it was computed from.

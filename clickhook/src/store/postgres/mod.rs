@@ -12,6 +12,7 @@ mod accounts;
 mod campaigns;
 mod click_writer;
 mod clicks;
+mod common;
 mod delivery;
 mod domains;
 mod pool;

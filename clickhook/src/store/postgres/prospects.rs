@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use super::clicks::forget_emails;
+use super::common::{forget_emails, prospect_id_by_email};
 use super::pool::{all, exec, one, page, pg, Param, DIALECT, Q};
 use super::PgStore;
 use crate::domain::import::{step_len, ImportState, UndoEntry, UndoKind, TIDY_STEP};
@@ -15,20 +15,6 @@ use crate::store::lists;
 use crate::store::parts::ProspectStore;
 use crate::store::records::{ProspectQuery, UpsertProspects};
 use crate::store::rows::{self, prospect_values, prospect_write_cols, IMPORT_COLS, PROSPECT_COLS, UNDO_COLS};
-
-pub(super) async fn load_prospect(c: &impl Q, account_id: i64, id: i64) -> StoreResult<Option<Prospect>> {
-    let sql = format!("SELECT {PROSPECT_COLS} FROM prospects p WHERE p.id = $1 AND p.account_id = $2");
-    one(c, &sql, &[&id, &account_id], rows::prospect).await
-}
-
-pub(super) async fn prospect_id_by_email(
-    c: &impl Q,
-    account_id: i64,
-    email: &EmailAddress,
-) -> StoreResult<Option<i64>> {
-    let sql = "SELECT id FROM prospects WHERE account_id = $1 AND email_key = $2";
-    one(c, sql, &[&account_id, &email.key()], rows::int).await
-}
 
 /// Prospects as one array per column: ids, then [`prospect_write_cols`].
 struct Columns {

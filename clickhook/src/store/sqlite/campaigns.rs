@@ -3,28 +3,18 @@
 use async_trait::async_trait;
 use rusqlite::{params, Connection};
 
-use super::clicks::forget_emails;
-use super::prospects::{load_prospect, prospect_id_by_email};
+use super::common::{forget_emails, load_enrollment, load_prospect, prospect_id_by_email};
 use super::sql::{all, exec, one, value};
 use super::SqliteStore;
 use crate::domain::{now_millis, Campaign, CampaignPatch, Enrollment, EnrollmentKey, EnrollmentPatch, NewCampaign};
 use crate::store::error::{StoreError, StoreResult};
 use crate::store::parts::CampaignStore;
 use crate::store::records::{LinkTarget, NewEmail, NewLink, ProspectRef, SentEmail};
-use crate::store::rows::{self, to_json, CAMPAIGN_COLS, ENROLLMENT_COLS};
+use crate::store::rows::{self, to_json, CAMPAIGN_COLS};
 
 pub(super) fn load_campaign(conn: &Connection, account_id: i64, id: i64) -> StoreResult<Campaign> {
     let sql = format!("SELECT {CAMPAIGN_COLS} FROM campaigns WHERE id = ?1 AND account_id = ?2");
     one(conn, &sql, [id, account_id], rows::campaign)?.ok_or(StoreError::NotFound("campaign"))
-}
-
-pub(super) fn load_enrollment(
-    conn: &Connection,
-    campaign_id: i64,
-    prospect_id: i64,
-) -> StoreResult<Option<Enrollment>> {
-    let sql = format!("SELECT {ENROLLMENT_COLS} FROM enrollments WHERE campaign_id = ?1 AND prospect_id = ?2");
-    one(conn, &sql, [campaign_id, prospect_id], rows::enrollment)
 }
 
 fn save_enrollment(conn: &Connection, e: &Enrollment) -> StoreResult<()> {

@@ -7,10 +7,10 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, ToSql};
+use rusqlite::{params, Connection};
 
-use super::campaigns::load_enrollment;
-use super::prospects::load_prospect;
+use super::common::load_enrollment;
+use super::common::load_prospect;
 use super::sql::{all, exec, ids_json, one, page, value, DIALECT};
 use super::SqliteStore;
 use crate::domain::click::HistoryPrune;
@@ -29,18 +29,6 @@ fn event_context(conn: &Connection, email_id: i64) -> StoreResult<Option<EventCo
     let Some(enrollment) = load_enrollment(conn, ctx.campaign_id, prospect.id)? else { return Ok(None) };
     (ctx.prospect, ctx.enrollment) = (prospect, enrollment);
     Ok(Some(ctx))
-}
-
-/// Deletes the clicks on the account's emails that `emails` selects (SQL over the account `?1`
-/// and `arg` as `?2`) with their burst history, and records that links went away. The
-/// account's index finds its clicks: deletes are rare, clicks are not.
-pub(super) fn forget_emails(conn: &Connection, account_id: i64, emails: &str, arg: &dyn ToSql) -> StoreResult<()> {
-    // Released clicks stay counted after they are gone: count them before.
-    super::stats::count_now(conn)?;
-    exec(conn, &format!("DELETE FROM email_clicks WHERE email_id IN ({emails})"), params![account_id, arg])?;
-    let sql = format!("DELETE FROM clicks WHERE account_id = ?1 AND email_id IN ({emails})");
-    exec(conn, &sql, params![account_id, arg])?;
-    exec(conn, "INSERT INTO deletions (at) VALUES (?1)", [now_millis()]).map(drop)
 }
 
 #[async_trait]

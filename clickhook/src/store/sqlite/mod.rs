@@ -11,6 +11,7 @@ mod accounts;
 mod backup;
 mod campaigns;
 mod clicks;
+mod common;
 mod delivery;
 mod domains;
 mod prospects;

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection};
 
-use super::clicks::forget_emails;
+use super::common::{forget_emails, prospect_id_by_email};
 use super::sql::{all, exec, exists, ids_json, one, page, DIALECT};
 use super::SqliteStore;
 use crate::domain::import::{step_len, ImportState, UndoEntry, UndoKind, TIDY_STEP};
@@ -15,24 +15,6 @@ use crate::store::lists;
 use crate::store::parts::ProspectStore;
 use crate::store::records::{ProspectQuery, UpsertProspects};
 use crate::store::rows::{self, prospect_values, prospect_write_cols, IMPORT_COLS, PROSPECT_COLS, UNDO_COLS};
-
-pub(super) fn load_prospect(conn: &Connection, account_id: i64, id: i64) -> StoreResult<Option<Prospect>> {
-    let sql = format!("SELECT {PROSPECT_COLS} FROM prospects p WHERE p.id = ?1 AND p.account_id = ?2");
-    one(conn, &sql, [id, account_id], rows::prospect)
-}
-
-pub(super) fn prospect_id_by_email(
-    conn: &Connection,
-    account_id: i64,
-    email: &EmailAddress,
-) -> StoreResult<Option<i64>> {
-    one(
-        conn,
-        "SELECT id FROM prospects WHERE account_id = ?1 AND email_key = ?2",
-        params![account_id, email.key()],
-        rows::int,
-    )
-}
 
 fn insert(conn: &Connection, p: &Prospect, now: Millis) -> StoreResult<i64> {
     let places: Vec<String> = (3..prospect_write_cols().len() + 3).map(|i| format!("?{i}")).collect();
