@@ -48,12 +48,14 @@ use crate::store::{
 const BUSY_BATCH: i64 = 256;
 const MAX_BATCH: i64 = 4000;
 
-/// Clicks per round while settling is behind: big enough to catch up, small enough that the
-/// clicks queued behind a round's transaction wait a few milliseconds, not tens.
+/// Clicks per round while settling is behind, where it shares the one writer with clicks: big
+/// enough to catch up, small enough that the clicks queued behind a round's transaction wait a
+/// few milliseconds, not tens. Elsewhere (PostgreSQL) a round's cost is mostly fixed, and rounds
+/// of this size held settling to about 2,500 clicks a second.
 const BEHIND_BATCH: i64 = 256;
 
 fn batch_size(store: &DynStore, behind: bool) -> i64 {
-    if behind {
+    if behind && store.background_may_starve() {
         BEHIND_BATCH
     } else if store.background_may_starve() && store.clicks_flowing() {
         BUSY_BATCH
@@ -121,6 +123,7 @@ pub async fn run(store: DynStore, lists: Arc<ScannerLists>, max_lag: Millis, mut
                     store.settle_urgently(behind);
                     METRICS.settling_behind.set(i64::from(behind));
                 }
+                store.settled(round.moved);
                 round.moved
             }
             Err(e) => {
@@ -170,7 +173,7 @@ pub async fn settle_once(
     let t2 = std::time::Instant::now();
     // Nothing older than the oldest unjudged click can still be overruled by it.
     let frontier = pending.iter().map(|c| c.at).min().unwrap_or(now).min(now) - COMMIT_SKEW_MS;
-    let released = release(store, frontier, batch).await?;
+    let (released, took) = release(store, frontier, batch).await?;
     if judged + released > 0 {
         tracing::debug!(
             judged,
@@ -178,6 +181,9 @@ pub async fn settle_once(
             read_ms = (t1 - t0).as_millis() as u64,
             judge_ms = (t2 - t1).as_millis() as u64,
             release_ms = t2.elapsed().as_millis() as u64,
+            held_ms = took.held.as_millis() as u64,
+            contexts_ms = took.contexts.as_millis() as u64,
+            write_ms = took.write.as_millis() as u64,
             "settled a round"
         );
     }
@@ -312,11 +318,22 @@ async fn overrules(store: &DynStore, pinned: Vec<(i64, Vec<String>)>) -> StoreRe
     Ok(out)
 }
 
-async fn release(store: &DynStore, frontier: Millis, batch: i64) -> StoreResult<usize> {
+/// Where a release's time went: reading the held clicks, their events' contexts, the write.
+#[derive(Default)]
+struct ReleaseTook {
+    held: Duration,
+    contexts: Duration,
+    write: Duration,
+}
+
+async fn release(store: &DynStore, frontier: Millis, batch: i64) -> StoreResult<(usize, ReleaseTook)> {
+    let mut took = ReleaseTook::default();
+    let t = std::time::Instant::now();
     let mut held = store.held_clicks(frontier, batch).await?;
+    took.held = t.elapsed();
     held.retain(|c| release_due(c.at, &c.filter, frontier));
     if held.is_empty() {
-        return Ok(0);
+        return Ok((0, took));
     }
     let deliver = |verdict: Verdict, deliver_bots: bool| verdict == Verdict::Human || deliver_bots;
     let mut wanted: Vec<i64> = held
@@ -326,7 +343,9 @@ async fn release(store: &DynStore, frontier: Millis, batch: i64) -> StoreResult<
         .collect();
     wanted.sort_unstable();
     wanted.dedup();
+    let t = std::time::Instant::now();
     let contexts = if wanted.is_empty() { HashMap::new() } else { store.event_contexts(wanted).await? };
+    took.contexts = t.elapsed();
     // The prospect's part of the element is serialized once per email, not once per click.
     let elements: HashMap<i64, LinkClicked> = contexts.iter().map(|(id, ctx)| (*id, LinkClicked::new(ctx))).collect();
     let releases: Vec<Release> = held
@@ -355,11 +374,13 @@ async fn release(store: &DynStore, frontier: Millis, batch: i64) -> StoreResult<
     let humans = releases.iter().filter(|r| r.human).count() as u64;
     let events = releases.iter().filter(|r| r.event.is_some()).count() as u64;
     let n = releases.len();
+    let t = std::time::Instant::now();
     store.release_clicks(releases).await?;
+    took.write = t.elapsed();
     METRICS.clicks_human.inc_by(humans);
     METRICS.clicks_bot.inc_by(n as u64 - humans);
     METRICS.events_written.inc_by(events);
-    Ok(n)
+    Ok((n, took))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! while they take the CPU; settling tells the store when it has fallen too far behind, so
 //! that its writes stop yielding; and nodes sharing a database elect the one that settles.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,11 @@ pub trait Scheduling: Send + Sync {
     /// it has, background writes stop yielding to clicks and take their turn with them, so that
     /// under sustained load the outbox stays bounded and clicks slow down instead.
     fn settle_urgently(&self, _urgent: bool) {}
+
+    /// Said by the settler after each round: how many clicks it moved on. Where clicks do not
+    /// wait behind settling in a queue of the store's own (PostgreSQL), the click path is let
+    /// through at half this rate while settling is behind ([`ClickAdmission`]).
+    fn settled(&self, _clicks: usize) {}
 
     /// Whether this node settles clicks now, alone: `Some(turn)` while it does, `None` while
     /// another node does (nodes sharing a database elect one settler; when it dies, another
@@ -200,9 +205,109 @@ impl LastClickCommit {
     }
 }
 
+/// Backpressure for a click path that has a connection of its own (PostgreSQL): while settling
+/// is behind ([`Scheduling::settle_urgently`]), groups of clicks are admitted at half the rate
+/// settling moves clicks on ([`Scheduling::settled`]), so the outbox shrinks back to the bound
+/// and clicks slow down instead, as on SQLite, where they share the writer with settling. Without it one
+/// saturated core answered clicks ten times as fast as it settled them, and the outbox grew
+/// without bound. While settling keeps up it costs one atomic load per group.
+#[derive(Default)]
+pub struct ClickAdmission {
+    urgent: AtomicBool,
+    /// Clicks settled and not yet matched by clicks admitted; below zero, groups wait.
+    credit: AtomicI64,
+    changed: tokio::sync::Notify,
+}
+
+impl ClickAdmission {
+    /// Most credit a fast round can leave for later: a few rounds' worth, never a free run.
+    const MAX_CREDIT: i64 = 16_384;
+    /// A group waits at most this long for credit, so a settler that has stopped (errors, a
+    /// lost turn) slows clicks down but never stops them.
+    pub const MAX_WAIT: Duration = Duration::from_secs(1);
+
+    pub fn set_urgent(&self, urgent: bool) {
+        if self.urgent.swap(urgent, Ordering::Relaxed) != urgent {
+            self.credit.store(0, Ordering::Relaxed);
+            self.changed.notify_waiters();
+        }
+    }
+
+    pub fn settled(&self, clicks: usize) {
+        if self.urgent.load(Ordering::Relaxed) {
+            let add = i64::try_from(clicks / 2).unwrap_or(i64::MAX);
+            let _ = self.credit.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                Some(c.saturating_add(add).min(Self::MAX_CREDIT))
+            });
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Waits until a group of `clicks` may be written: at once while settling keeps up; while
+    /// it is behind, once the credit is not negative (the group may then take it below zero), or
+    /// after [`Self::MAX_WAIT`].
+    pub async fn admit(&self, clicks: usize) {
+        let n = i64::try_from(clicks).unwrap_or(i64::MAX);
+        let deadline = tokio::time::Instant::now() + Self::MAX_WAIT;
+        loop {
+            let changed = self.changed.notified();
+            if !self.urgent.load(Ordering::Relaxed) {
+                return;
+            }
+            if self.credit.load(Ordering::Relaxed) >= 0 || tokio::time::Instant::now() >= deadline {
+                self.credit.fetch_sub(n, Ordering::Relaxed);
+                return;
+            }
+            let _ = tokio::time::timeout_at(deadline, changed).await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::busy_ticks;
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn clicks_are_admitted_as_fast_as_settling_moves_them_while_it_is_behind() {
+        let a = Arc::new(ClickAdmission::default());
+        a.admit(1000).await; // keeping up: at once
+        a.set_urgent(true);
+        a.admit(100).await; // credit 0: this group goes, into debt
+        let waiting = tokio::spawn({
+            let a = a.clone();
+            async move { a.admit(10).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished(), "in debt, a group waits for settling");
+        a.settled(120);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished(), "two settled clicks pay for one admitted: still 40 in debt");
+        a.settled(80);
+        waiting.await.unwrap();
+        a.settled(10_000_000);
+        assert_eq!(a.credit.load(Ordering::Relaxed), ClickAdmission::MAX_CREDIT, "credit is capped");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_group_goes_once_settling_catches_up_or_after_the_longest_wait() {
+        let a = Arc::new(ClickAdmission::default());
+        a.set_urgent(true);
+        a.admit(50).await;
+        let waiting = tokio::spawn({
+            let a = a.clone();
+            async move { a.admit(10).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        a.set_urgent(false);
+        waiting.await.unwrap();
+        a.set_urgent(true);
+        a.admit(50).await;
+        let start = tokio::time::Instant::now();
+        a.admit(10).await; // nobody settles: it goes after the longest wait
+        assert_eq!(start.elapsed(), ClickAdmission::MAX_WAIT);
+    }
 
     #[test]
     fn busy_ticks_of_the_given_cores() {

@@ -9,7 +9,7 @@ use tokio_postgres::Client;
 use super::pool::{pg, Param, Pool};
 use crate::store::error::StoreResult;
 use crate::store::records::NewClick;
-use crate::store::schedule::LastClickCommit;
+use crate::store::schedule::{ClickAdmission, LastClickCommit};
 
 pub(super) type ClickWaiter = (NewClick, oneshot::Sender<StoreResult<()>>);
 
@@ -53,11 +53,12 @@ impl ClickConn {
 /// of their own, so they never queue behind background work for a pooled one, and the next
 /// group is sent while the previous one commits, once it is worth a commit of its own
 /// ([`FULL_GROUP`]). Bigger groups beat more of them: each costs PostgreSQL a round of WAL and
-/// a flush whatever its size.
+/// a flush whatever its size. While settling is behind, a group waits for its admission.
 pub(super) async fn click_writer(
     pool: Arc<Pool>,
     mut rx: mpsc::UnboundedReceiver<ClickWaiter>,
     last_commit: Arc<LastClickCommit>,
+    admission: Arc<ClickAdmission>,
 ) {
     let inflight = Arc::new(Semaphore::new(CLICK_PIPELINE));
     let committed = Arc::new(tokio::sync::Notify::new());
@@ -80,6 +81,7 @@ pub(super) async fn click_writer(
                 _ = committed.notified() => {}
             }
         }
+        admission.admit(batch.len()).await;
         let c = match conn.as_ref().filter(|c| !c.client.is_closed()) {
             Some(c) => Ok(c.clone()),
             None => ClickConn::open(&pool).await.inspect(|c| conn = Some(c.clone())),

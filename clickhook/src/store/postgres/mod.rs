@@ -28,7 +28,7 @@ use tokio_postgres::Client;
 
 use super::error::StoreResult;
 use super::parts::Store;
-use super::schedule::{LastClickCommit, Scheduling};
+use super::schedule::{ClickAdmission, LastClickCommit, Scheduling};
 use super::schema;
 use click_writer::ClickWaiter;
 use pool::{pg, Pool};
@@ -56,6 +56,8 @@ pub struct PgStore {
     clicks: mpsc::UnboundedSender<ClickWaiter>,
     /// When the last group of clicks committed: background work waits while they flow.
     last_click_commit: Arc<LastClickCommit>,
+    /// Holds clicks back while settling is behind.
+    admission: Arc<ClickAdmission>,
     settler: tokio::sync::Mutex<SettlerLock>,
 }
 
@@ -111,8 +113,9 @@ impl PgStore {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let last_click_commit = Arc::new(LastClickCommit::default());
-        tokio::spawn(click_writer::click_writer(pool.clone(), rx, last_click_commit.clone()));
-        Ok(PgStore { pool, clicks: tx, last_click_commit, settler: Default::default() })
+        let admission = Arc::new(ClickAdmission::default());
+        tokio::spawn(click_writer::click_writer(pool.clone(), rx, last_click_commit.clone(), admission.clone()));
+        Ok(PgStore { pool, clicks: tx, last_click_commit, admission, settler: Default::default() })
     }
 }
 
@@ -149,6 +152,14 @@ impl Scheduling for PgStore {
 
     fn clicks_flowing(&self) -> bool {
         self.last_click_commit.flowing()
+    }
+
+    fn settle_urgently(&self, urgent: bool) {
+        self.admission.set_urgent(urgent);
+    }
+
+    fn settled(&self, clicks: usize) {
+        self.admission.settled(clicks);
     }
 
     async fn settler_turn(&self) -> StoreResult<Option<u64>> {
