@@ -4,7 +4,6 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use futures::future::try_join_all;
-use tokio_postgres::types::ToSql;
 
 use super::pool::{all, bind, exec, numbered, pg, Param, DIALECT, Q};
 use super::PgStore;
@@ -16,15 +15,10 @@ use crate::store::records::{StatsQuery, StatsRows};
 use crate::store::rows::{self, Columns};
 use crate::store::stats_sql::{self, stats_sql};
 
-type Values = Vec<Box<dyn ToSql + Sync + Send>>;
-
-macro_rules! values {
-    ($($v:expr),+) => { vec![$(Box::new($v) as Box<dyn ToSql + Sync + Send>),+] };
-}
-
-/// Adds a released batch to the rollups, in the caller's transaction. The upserts go out
-/// together: the connection pipelines them, so a batch costs a round trip or two, not one
-/// per row.
+/// Adds a released batch to the rollups, in the caller's transaction: one statement per table,
+/// its rows as arrays. A round of 4,000 clicks on distinct links makes about 7,000 rollup rows;
+/// as one pipelined upsert each they took most of a release's time, on the client as much as
+/// on the server.
 pub(super) async fn add_rollup(tx: &impl Q, mut r: Rollup) -> StoreResult<()> {
     if r.is_empty() {
         return Ok(());
@@ -33,28 +27,68 @@ pub(super) async fn add_rollup(tx: &impl Q, mut r: Rollup) -> StoreResult<()> {
     let exist: BTreeSet<i64> =
         all(tx, "SELECT id FROM campaigns WHERE id = ANY($1)", &[&ids], |r| r.int(0)).await?.into_iter().collect();
     r.retain_campaigns(&exist);
-    let (add_series, add_link, add_reason) =
-        (numbered(stats_sql::ADD_SERIES), numbered(stats_sql::ADD_LINK), numbered(stats_sql::ADD_REASON));
-    let (clicker_quarter, clicker_day) =
-        (numbered(stats_sql::add_clicker(Span::Quarter)), numbered(stats_sql::add_clicker(Span::Day)));
-    let clicker_sql = |span: Span| if span == Span::Day { clicker_day.as_str() } else { clicker_quarter.as_str() };
-    let mut statements: Vec<(&str, Values)> = Vec::new();
+
+    let mut series: [Vec<i64>; 5] = Default::default();
     for (b, n) in &r.series {
-        statements.push((&add_series, values![b.campaign_id, b.span.code(), b.start, n.human, n.bot]));
+        for (col, v) in series.iter_mut().zip([b.campaign_id, b.span.code(), b.start, n.human, n.bot]) {
+            col.push(v);
+        }
     }
+    let (mut links, mut urls): ([Vec<i64>; 6], Vec<&str>) = Default::default();
     for ((b, step, url), n) in &r.links {
-        statements
-            .push((&add_link, values![b.campaign_id, b.span.code(), b.start, *step, url.clone(), n.human, n.bot]));
+        for (col, v) in links.iter_mut().zip([b.campaign_id, b.span.code(), b.start, *step, n.human, n.bot]) {
+            col.push(v);
+        }
+        urls.push(url);
     }
+    let (mut reasons, mut texts): ([Vec<i64>; 4], Vec<&str>) = Default::default();
     for ((b, reason), n) in &r.reasons {
-        statements.push((&add_reason, values![b.campaign_id, b.span.code(), b.start, reason.clone(), *n]));
+        for (col, v) in reasons.iter_mut().zip([b.campaign_id, b.span.code(), b.start, *n]) {
+            col.push(v);
+        }
+        texts.push(reason);
     }
+    let (mut quarter, mut day): ([Vec<i64>; 4], [Vec<i64>; 4]) = Default::default();
     for (b, step, prospect) in &r.clickers {
-        statements.push((clicker_sql(b.span), values![b.campaign_id, b.start, *step, *prospect]));
+        let to = if b.span == Span::Day { &mut day } else { &mut quarter };
+        for (col, v) in to.iter_mut().zip([b.campaign_id, b.start, *step, *prospect]) {
+            col.push(v);
+        }
     }
-    let params: Vec<Vec<Param>> =
-        statements.iter().map(|(_, v)| v.iter().map(|x| x.as_ref() as Param).collect()).collect();
-    let writes = statements.iter().zip(&params).map(|((sql, _), p)| exec(tx, sql, p));
+    let s = &series;
+    let l = &links;
+    let q = &reasons;
+    let series_sql = "INSERT INTO stats_series (campaign_id, span, bucket, human, bot) \
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) \
+         ON CONFLICT (campaign_id, span, bucket) \
+         DO UPDATE SET human = stats_series.human + excluded.human, bot = stats_series.bot + excluded.bot";
+    let links_sql = "INSERT INTO stats_links (campaign_id, span, bucket, step, url, human, bot) \
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[], \
+                              $7::bigint[]) \
+         ON CONFLICT (campaign_id, span, bucket, step, url) \
+         DO UPDATE SET human = stats_links.human + excluded.human, bot = stats_links.bot + excluded.bot";
+    let reasons_sql = "INSERT INTO stats_reasons (campaign_id, span, bucket, reason, clicks) \
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[]) \
+         ON CONFLICT (campaign_id, span, bucket, reason) DO UPDATE SET clicks = stats_reasons.clicks + excluded.clicks";
+    // The prospect may have been deleted since the email went out: then there is no one to count.
+    let clickers_sql = |table: &str| {
+        format!(
+            "INSERT INTO {table} (campaign_id, bucket, step, prospect_id) \
+             SELECT u.campaign_id, u.bucket, u.step, p.id \
+             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[]) AS u(campaign_id, bucket, step, prospect) \
+             JOIN prospects p ON p.id = u.prospect ON CONFLICT DO NOTHING"
+        )
+    };
+    let (quarter_sql, day_sql) = (clickers_sql("stats_clickers_quarter"), clickers_sql("stats_clickers_day"));
+    let statements: [(&str, Vec<Param>); 5] = [
+        (series_sql, vec![&s[0], &s[1], &s[2], &s[3], &s[4]]),
+        (links_sql, vec![&l[0], &l[1], &l[2], &l[3], &urls, &l[4], &l[5]]),
+        (reasons_sql, vec![&q[0], &q[1], &q[2], &texts, &q[3]]),
+        (&quarter_sql, vec![&quarter[0], &quarter[1], &quarter[2], &quarter[3]]),
+        (&day_sql, vec![&day[0], &day[1], &day[2], &day[3]]),
+    ];
+    let empty = [s[0].is_empty(), l[0].is_empty(), q[0].is_empty(), quarter[0].is_empty(), day[0].is_empty()];
+    let writes = statements.iter().zip(empty).filter(|(_, e)| !e).map(|((sql, p), _)| exec(tx, sql, p));
     try_join_all(writes).await.map(drop)
 }
 
