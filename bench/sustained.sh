@@ -15,6 +15,8 @@
 #   ROUNDS=3 STEADY=60 bench/sustained.sh
 #   BIN=/elsewhere/target/release/clickhook bench/sustained.sh
 #   STORE=postgres bench/sustained.sh       # on PostgreSQL ($PG_URL, a schema of its own)
+#   SERVE_LOG=/tmp/s.log RUST_LOG=warn,clickhook::click::settle=debug bench/sustained.sh
+#                                           # keeps the server's log: each settling round's timings
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-2}
@@ -56,8 +58,8 @@ wait_up() { for _ in $(seq 1 100); do curl -s -o /dev/null "$1" && return; sleep
 
 taskset -c "$LOAD_CPU" target/release/examples/sink "127.0.0.1:$SINK" >/dev/null 2>&1 &
 taskset -c "$SERVER_CPU" target/release/examples/bare302 "127.0.0.1:$BARE_PORT" >/dev/null 2>&1 &
-RUST_LOG=warn taskset -c "$SERVER_CPU" "$BIN" --db "$DB" serve --listen "127.0.0.1:$PORT" --public-url "$BASE" \
-  --max-settle-lag "$LAG" --allow-private-targets >"$WORK/serve.log" 2>&1 &
+RUST_LOG=${RUST_LOG:-warn} taskset -c "$SERVER_CPU" "$BIN" --db "$DB" serve --listen "127.0.0.1:$PORT" \
+  --public-url "$BASE" --max-settle-lag "$LAG" --allow-private-targets >"${SERVE_LOG:-$WORK/serve.log}" 2>&1 &
 SERVER=$!
 wait_up "$BASE/healthz"; wait_up "http://127.0.0.1:$SINK/stats"; wait_up "http://127.0.0.1:$BARE_PORT/"
 python3 bench/setup_links.py "$BIN" "$DB" "$BASE" 10000 "http://127.0.0.1:$SINK/hook" >"$WORK/paths.txt"
