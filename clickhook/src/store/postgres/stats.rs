@@ -30,34 +30,22 @@ pub(super) async fn add_rollup(tx: &impl Q, mut r: Rollup) -> StoreResult<()> {
 
     let mut series: [Vec<i64>; 5] = Default::default();
     for (b, n) in &r.series {
-        for (col, v) in series.iter_mut().zip([b.campaign_id, b.span.code(), b.start, n.human, n.bot]) {
-            col.push(v);
-        }
+        push_row(&mut series, [b.campaign_id, b.span.code(), b.start, n.human, n.bot]);
     }
     let (mut links, mut urls): ([Vec<i64>; 6], Vec<&str>) = Default::default();
     for ((b, step, url), n) in &r.links {
-        for (col, v) in links.iter_mut().zip([b.campaign_id, b.span.code(), b.start, *step, n.human, n.bot]) {
-            col.push(v);
-        }
+        push_row(&mut links, [b.campaign_id, b.span.code(), b.start, *step, n.human, n.bot]);
         urls.push(url);
     }
     let (mut reasons, mut texts): ([Vec<i64>; 4], Vec<&str>) = Default::default();
     for ((b, reason), n) in &r.reasons {
-        for (col, v) in reasons.iter_mut().zip([b.campaign_id, b.span.code(), b.start, *n]) {
-            col.push(v);
-        }
+        push_row(&mut reasons, [b.campaign_id, b.span.code(), b.start, *n]);
         texts.push(reason);
     }
     let (mut quarter, mut day): ([Vec<i64>; 4], [Vec<i64>; 4]) = Default::default();
     for (b, step, prospect) in &r.clickers {
-        let to = if b.span == Span::Day { &mut day } else { &mut quarter };
-        for (col, v) in to.iter_mut().zip([b.campaign_id, b.start, *step, *prospect]) {
-            col.push(v);
-        }
+        push_row(if b.span == Span::Day { &mut day } else { &mut quarter }, [b.campaign_id, b.start, *step, *prospect]);
     }
-    let s = &series;
-    let l = &links;
-    let q = &reasons;
     let series_sql = "INSERT INTO stats_series (campaign_id, span, bucket, human, bot) \
          SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) \
          ON CONFLICT (campaign_id, span, bucket) \
@@ -80,16 +68,23 @@ pub(super) async fn add_rollup(tx: &impl Q, mut r: Rollup) -> StoreResult<()> {
         )
     };
     let (quarter_sql, day_sql) = (clickers_sql("stats_clickers_quarter"), clickers_sql("stats_clickers_day"));
-    let statements: [(&str, Vec<Param>); 5] = [
-        (series_sql, vec![&s[0], &s[1], &s[2], &s[3], &s[4]]),
-        (links_sql, vec![&l[0], &l[1], &l[2], &l[3], &urls, &l[4], &l[5]]),
-        (reasons_sql, vec![&q[0], &q[1], &q[2], &texts, &q[3]]),
-        (&quarter_sql, vec![&quarter[0], &quarter[1], &quarter[2], &quarter[3]]),
-        (&day_sql, vec![&day[0], &day[1], &day[2], &day[3]]),
+    // (statement, its parameters, how many rows it adds)
+    let statements: [(&str, Vec<Param>, usize); 5] = [
+        (series_sql, vec![&series[0], &series[1], &series[2], &series[3], &series[4]], series[0].len()),
+        (links_sql, vec![&links[0], &links[1], &links[2], &links[3], &urls, &links[4], &links[5]], urls.len()),
+        (reasons_sql, vec![&reasons[0], &reasons[1], &reasons[2], &texts, &reasons[3]], texts.len()),
+        (&quarter_sql, vec![&quarter[0], &quarter[1], &quarter[2], &quarter[3]], quarter[0].len()),
+        (&day_sql, vec![&day[0], &day[1], &day[2], &day[3]], day[0].len()),
     ];
-    let empty = [s[0].is_empty(), l[0].is_empty(), q[0].is_empty(), quarter[0].is_empty(), day[0].is_empty()];
-    let writes = statements.iter().zip(empty).filter(|(_, e)| !e).map(|((sql, p), _)| exec(tx, sql, p));
+    let writes = statements.iter().filter(|(_, _, rows)| *rows > 0).map(|(sql, p, _)| exec(tx, sql, p));
     try_join_all(writes).await.map(drop)
+}
+
+/// Appends one row to columns kept as arrays.
+fn push_row<const N: usize>(columns: &mut [Vec<i64>; N], row: [i64; N]) {
+    for (column, value) in columns.iter_mut().zip(row) {
+        column.push(value);
+    }
 }
 
 /// Counts emails sent, in the caller's transaction.
