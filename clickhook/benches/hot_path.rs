@@ -107,6 +107,7 @@ fn benches(c: &mut Criterion) {
         honeypot: false,
         url: "https://x.example".into(),
         filter: ClickFilter::default(),
+        placed: None,
     };
     c.bench_function("classify", |b| b.iter(|| classify(black_box(&click), Around::default(), &lists)));
     // A crawler caught by a pattern written with lookaround: the set matches, then the whole

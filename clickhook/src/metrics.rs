@@ -133,6 +133,8 @@ pub struct StoreReading<'a> {
     pub backend: &'static str,
     /// Clicks not yet judged, or judged and held for their burst window.
     pub clicks_pending: i64,
+    /// Of those, judged and held in the settler's memory (their rows still unjudged).
+    pub clicks_held: i64,
     /// Age of the oldest event not yet delivered, in seconds.
     pub oldest_undelivered_seconds: i64,
     /// Events not yet delivered, by subscription id.
@@ -151,6 +153,11 @@ pub fn render(store: &StoreReading) -> String {
         "clickhook_outbox_pending_clicks",
         "Clicks waiting for their verdict and event",
         ConstGauge::new(store.clicks_pending),
+    );
+    scrape.register(
+        "clickhook_settler_held_clicks",
+        "Of the pending clicks, those judged and held in this node's memory for their burst window",
+        ConstGauge::new(store.clicks_held),
     );
     scrape.register(
         "clickhook_oldest_undelivered_event_seconds",
@@ -277,6 +284,7 @@ mod tests {
         let text = render(&StoreReading {
             backend: "sqlite",
             clicks_pending: 3,
+            clicks_held: 2,
             oldest_undelivered_seconds: 0,
             backlog: &[(7, 5)],
         });
@@ -286,6 +294,7 @@ mod tests {
         assert!(text.contains("clickhook_redirect_seconds_bucket{le=\"0.001\"} "), "{text}");
         assert!(text.contains("clickhook_build_info{version=\""), "{text}");
         assert!(text.contains("clickhook_outbox_pending_clicks 3\n"), "{text}");
+        assert!(text.contains("clickhook_settler_held_clicks 2\n"), "{text}");
         assert!(text.contains("clickhook_delivery_backlog_events{subscription=\"7\"} 5\n"), "{text}");
         assert!(text.contains("process_resident_memory_bytes "), "{text}");
         assert!(text.contains("process_cpu_seconds_total "), "{text}");

@@ -73,6 +73,7 @@ impl Application {
             click,
             domains,
             stopping: stopping_rx,
+            held_clicks: Default::default(),
         });
         Ok(Application { listener, admin, state, stopping })
     }
@@ -92,7 +93,8 @@ impl Application {
         let settler = background_thread("settler", {
             let (store, lists, stop) = (st.store.clone(), st.settings.scanners.clone(), stop_rx.clone());
             let max_lag = st.settings.max_settle_lag.as_millis() as Millis;
-            move || settle::run(store, lists, max_lag, stop)
+            let held = st.held_clicks.clone();
+            move || settle::run(store, lists, max_lag, held, stop)
         })?;
         let workers = vec![
             tokio::spawn(refresh_keys(st.link_keys.clone(), stop_rx.clone())),

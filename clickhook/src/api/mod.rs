@@ -67,6 +67,8 @@ pub struct Shared {
     /// Becomes true when the server starts to stop: long answers (the dashboard's event
     /// streams) end, so that the drain does not wait for them.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Judged clicks this node's settler holds in memory until their release (`/metrics`).
+    pub held_clicks: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl FromRef<AppState> for ClickState {
@@ -398,6 +400,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
     let body = crate::metrics::render(&crate::metrics::StoreReading {
         backend: st.store.backend(),
         clicks_pending: depth.clicks_pending,
+        clicks_held: st.held_clicks.load(std::sync::atomic::Ordering::Relaxed) as i64,
         oldest_undelivered_seconds: oldest,
         backlog: &backlog,
     });

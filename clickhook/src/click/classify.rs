@@ -75,6 +75,7 @@ mod tests {
             honeypot: false,
             url: "https://x.example".into(),
             filter: ClickFilter::default(),
+            placed: None,
         }
     }
 

@@ -6,6 +6,7 @@
 //! [`settle`], off the request.
 
 pub mod classify;
+pub mod holding;
 pub mod hosts;
 pub mod recent;
 pub mod rewrite;

@@ -10,25 +10,30 @@
 //!
 //! 1. **Judge** the oldest unjudged clicks, in order, against the judged clicks on the same
 //!    email within the burst window. A click that reveals a burst or a honeypot hit also
-//!    overrules the earlier clicks it implicates, as long as they are still held.
+//!    overrules the earlier clicks it implicates, as long as they are still held. Judged clicks
+//!    are held in memory ([`super::holding`]), their rows still unjudged, or, when that memory
+//!    is full, in the store.
 //! 2. **Release** held clicks once the judging frontier has passed their burst window: the
 //!    verdict becomes final and, for a person's click (or any, with `deliver_bot_clicks`), its
-//!    `link_clicked` event is written, in one transaction with the release.
+//!    `link_clicked` event is written, in one transaction with the release (and, for a click
+//!    held in memory, with its verdict).
 //! 3. **Count** released clicks in the statistics: in the release's transaction, or, where the
 //!    store counts behind the release (`StatsStore::count_released`), a pass once a second.
 //!
 //! One node settles at a time (`Store::settler_turn`), so it can remember the recent verdicts
-//! it made ([`super::recent`]) instead of reading them back every round. Every write is still
-//! guarded (`verdict IS NULL`, `released = 0`): a settler that lost its turn mid-round cannot
-//! judge or release a click twice.
+//! it made ([`super::recent`]) and hold the clicks it judged instead of reading them back every
+//! round. Every write is still guarded (`verdict IS NULL`, `released = 0`): a settler that lost
+//! its turn mid-round cannot judge or release a click twice.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::classify::{classify, ScannerLists};
+use super::holding::{Holding, Kept};
 use super::recent::{RecentClicks, Seen, BURST, HONEYPOT_NEARBY};
 use crate::domain::click::{overrule, release_due, Verdict};
 use crate::domain::stats::Counted;
@@ -36,7 +41,7 @@ use crate::domain::{now_millis, Millis};
 use crate::event::LinkClicked;
 use crate::metrics::METRICS;
 use crate::store::{
-    DynStore, HeldVerdict, Judgement, NearbyClick, Overrule, PendingClick, Release, StoreError, StoreResult,
+    DynStore, HeldClick, HeldVerdict, Judgement, NearbyClick, Overrule, PendingClick, Release, StoreError, StoreResult,
 };
 
 /// Clicks per round. Where settling shares the one writer with clicks (SQLite), each of its
@@ -77,8 +82,29 @@ const STANDBY: Duration = Duration::from_secs(1);
 /// row once for all the rounds released since the last.
 const COUNT_EVERY: Duration = Duration::from_secs(1);
 
-pub async fn run(store: DynStore, lists: Arc<ScannerLists>, max_lag: Millis, mut shutdown: watch::Receiver<bool>) {
-    let mut recent = RecentClicks::default();
+/// What the settler remembers between rounds while it keeps its turn.
+#[derive(Default)]
+pub struct Memory {
+    recent: RecentClicks,
+    holding: Holding,
+}
+
+impl Memory {
+    /// Others may have judged, or what this node held was never stored: start afresh.
+    pub fn forget(&mut self) {
+        self.recent.forget();
+        self.holding.forget();
+    }
+}
+
+pub async fn run(
+    store: DynStore,
+    lists: Arc<ScannerLists>,
+    max_lag: Millis,
+    held: Arc<AtomicUsize>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut memory = Memory::default();
     let mut last_turn = None;
     let mut behind = false;
     let mut counted_at = std::time::Instant::now();
@@ -95,7 +121,8 @@ pub async fn run(store: DynStore, lists: Arc<ScannerLists>, max_lag: Millis, mut
         });
         if turn != last_turn {
             // Others may have judged since this node last settled: its memory is stale.
-            recent.forget();
+            memory.forget();
+            held.store(0, Ordering::Relaxed);
             last_turn = turn;
         }
         if turn.is_none() {
@@ -106,7 +133,7 @@ pub async fn run(store: DynStore, lists: Arc<ScannerLists>, max_lag: Millis, mut
             }
         }
         let batch = batch_size(&store, behind);
-        let busy = match settle_once(&store, &lists, &mut recent, now_millis(), batch).await {
+        let busy = match settle_once(&store, &lists, &mut memory, now_millis(), batch).await {
             Ok(round) => {
                 if is_behind(round.oldest_unjudged, now_millis(), max_lag) != behind {
                     behind = !behind;
@@ -126,6 +153,7 @@ pub async fn run(store: DynStore, lists: Arc<ScannerLists>, max_lag: Millis, mut
                 0
             }
         };
+        held.store(memory.holding.len(), Ordering::Relaxed);
         if counted_at.elapsed() >= COUNT_EVERY {
             counted_at = std::time::Instant::now();
             if let Err(e) = store.count_released().await {
@@ -153,22 +181,38 @@ pub struct Round {
     pub oldest_unjudged: Option<Millis>,
 }
 
-/// One round of both phases.
+/// One round of both phases. On an error the memory is forgotten: the clicks it held are
+/// unjudged in the store, and the next round judges them again.
 pub async fn settle_once(
     store: &DynStore,
     lists: &ScannerLists,
-    recent: &mut RecentClicks,
+    memory: &mut Memory,
+    now: Millis,
+    batch: i64,
+) -> StoreResult<Round> {
+    let round = round(store, lists, memory, now, batch).await;
+    if round.is_err() {
+        memory.forget();
+    }
+    round
+}
+
+async fn round(
+    store: &DynStore,
+    lists: &ScannerLists,
+    memory: &mut Memory,
     now: Millis,
     batch: i64,
 ) -> StoreResult<Round> {
     let t0 = std::time::Instant::now();
-    let pending = store.pending_clicks(batch).await?;
+    let pending = store.pending_clicks(batch, memory.holding.ids()).await?;
     let t1 = std::time::Instant::now();
-    let judged = judge(store, lists, &pending, recent).await?;
-    let t2 = std::time::Instant::now();
+    let oldest_unjudged = pending.first().map(|c| c.at);
     // Nothing older than the oldest unjudged click can still be overruled by it.
     let frontier = pending.iter().map(|c| c.at).min().unwrap_or(now).min(now) - COMMIT_SKEW_MS;
-    let (released, took) = release(store, frontier, batch).await?;
+    let judged = judge(store, lists, pending, memory).await?;
+    let t2 = std::time::Instant::now();
+    let (released, took) = release(store, &mut memory.holding, frontier, batch).await?;
     if judged + released > 0 {
         tracing::debug!(
             judged,
@@ -179,10 +223,11 @@ pub async fn settle_once(
             held_ms = took.held.as_millis() as u64,
             contexts_ms = took.contexts.as_millis() as u64,
             write_ms = took.write.as_millis() as u64,
+            held_in_memory = memory.holding.len(),
             "settled a round"
         );
     }
-    Ok(Round { moved: judged.max(released), oldest_unjudged: pending.first().map(|c| c.at) })
+    Ok(Round { moved: judged.max(released), oldest_unjudged })
 }
 
 fn as_nearby(c: &PendingClick) -> NearbyClick {
@@ -200,20 +245,23 @@ fn as_nearby(c: &PendingClick) -> NearbyClick {
 async fn judge(
     store: &DynStore,
     lists: &ScannerLists,
-    pending: &[PendingClick],
-    recent: &mut RecentClicks,
+    pending: Vec<PendingClick>,
+    memory: &mut Memory,
 ) -> StoreResult<usize> {
     if pending.is_empty() {
         return Ok(0);
     }
+    let Memory { recent, holding } = memory;
+    let oldest = pending.iter().map(|c| c.at).min().unwrap_or(0);
     // Clicked in the moment before this node saw the email deleted: nothing of it is kept.
     let orphans: Vec<i64> = pending.iter().filter(|c| c.account_id == 0).map(|c| c.id).collect();
     if !orphans.is_empty() {
         store.forget_orphan_clicks(orphans).await?;
     }
+    let pending: Vec<PendingClick> = pending.into_iter().filter(|c| c.account_id != 0).collect();
     let window_of = |c: &PendingClick| c.filter.burst_window_ms();
     let mut wanted: HashMap<i64, Millis> = HashMap::new();
-    for c in pending.iter().filter(|c| c.account_id != 0) {
+    for c in &pending {
         let w = wanted.entry(c.email_id).or_default();
         *w = (*w).max(window_of(c));
     }
@@ -234,10 +282,11 @@ async fn judge(
     let mut judged: Vec<Judgement> = Vec::with_capacity(pending.len());
     // Where each click of this round sits in `judged`: what is pinned on it changes it there.
     let mut position: HashMap<i64, usize> = HashMap::with_capacity(pending.len());
-    // Earlier clicks to overrule, each with its new reasons in the order they arose.
+    // Earlier clicks held in the store to overrule, each with its new reasons in the order
+    // they arose.
     let mut overruled: Vec<(i64, Vec<String>)> = Vec::new();
     let mut overruled_at: HashMap<i64, usize> = HashMap::new();
-    for c in pending.iter().filter(|c| c.account_id != 0) {
+    for c in &pending {
         let window = window_of(c);
         let (verdict, reasons) = classify(c, recent.around(c.email_id, c.at, window, c.link_no), lists);
         let burst = reasons.iter().any(|r| r == BURST);
@@ -252,7 +301,10 @@ async fn judge(
                     j.verdict = Verdict::Bot;
                     j.reasons.push(reason.to_string());
                 }
-                // Judged before: overrule it in the store (it applies only while still held).
+                // Judged before and held in memory: change it there.
+                None if holding.overrule(click_id, &[reason.to_string()]) => {}
+                // Judged before and held in the store (or released already): overrule it
+                // there, where it applies only while still held.
                 None => {
                     let i = *overruled_at.entry(click_id).or_insert_with(|| {
                         overruled.push((click_id, Vec::new()));
@@ -278,19 +330,18 @@ async fn judge(
         judged.push(Judgement { click: as_nearby(c), verdict, reasons });
     }
     let n = judged.len();
-    let overruled = match overrules(store, overruled).await {
-        Ok(o) => o,
-        Err(e) => {
-            recent.forget();
-            return Err(e);
+    let overruled = overrules(store, overruled).await?;
+    if holding.has_room(n) {
+        // Held here until released: nothing to write but the overrules of clicks held there.
+        if !overruled.is_empty() {
+            store.judge_clicks(Vec::new(), overruled).await?;
         }
-    };
-    if let Err(e) = store.judge_clicks(judged, overruled).await {
-        // What this round put in memory was never stored: the next round judges it again.
-        recent.forget();
-        return Err(e);
+        for (c, j) in pending.into_iter().zip(judged) {
+            holding.keep(Kept::new(c, j.verdict, j.reasons));
+        }
+    } else {
+        store.judge_clicks(judged, overruled).await?;
     }
-    let oldest = pending.iter().map(|c| c.at).min().unwrap_or(0);
     recent.end_round(wanted.into_keys(), oldest);
     Ok(n)
 }
@@ -321,15 +372,25 @@ struct ReleaseTook {
     write: Duration,
 }
 
-async fn release(store: &DynStore, frontier: Millis, batch: i64) -> StoreResult<(usize, ReleaseTook)> {
+async fn release(
+    store: &DynStore,
+    holding: &mut Holding,
+    frontier: Millis,
+    batch: i64,
+) -> StoreResult<(usize, ReleaseTook)> {
     let mut took = ReleaseTook::default();
     let t = std::time::Instant::now();
-    let mut held = store.held_clicks(frontier, batch).await?;
+    // Those held in the store (an empty index range unless memory was full, or another
+    // settler held them) and those held here.
+    let mut stored = store.held_clicks(frontier, batch).await?;
     took.held = t.elapsed();
-    held.retain(|c| release_due(c.at, &c.filter, frontier));
-    if held.is_empty() {
+    stored.retain(|c| release_due(c.at, &c.filter, frontier));
+    let kept = holding.take_due(frontier, batch as usize);
+    if stored.is_empty() && kept.is_empty() {
         return Ok((0, took));
     }
+    let judged: HashMap<i64, Judgement> = kept.iter().map(|k| (k.click.id, k.judgement())).collect();
+    let held: Vec<HeldClick> = stored.into_iter().chain(kept.into_iter().map(|k| k.click)).collect();
     let deliver = |verdict: Verdict, deliver_bots: bool| verdict == Verdict::Human || deliver_bots;
     let mut wanted: Vec<i64> = held
         .iter()
@@ -364,6 +425,7 @@ async fn release(store: &DynStore, frontier: Millis, batch: i64) -> StoreResult<
                 human: c.verdict == Verdict::Human,
                 reasons: c.reasons.clone(),
             }),
+            judged: judged.get(&c.id).cloned(),
         })
         .collect();
     let humans = releases.iter().filter(|r| r.human).count() as u64;

@@ -100,8 +100,10 @@ pub trait ClickStore: Send + Sync {
     /// Returns once the click is committed: only then may the redirect be answered.
     async fn record_click(&self, click: NewClick) -> StoreResult<()>;
     async fn list_clicks(&self, account_id: i64, q: ClickQuery) -> StoreResult<(i64, Vec<ClickRecord>)>;
-    /// The oldest clicks not judged yet, at most `limit`, oldest first.
-    async fn pending_clicks(&self, limit: i64) -> StoreResult<Vec<PendingClick>>;
+    /// The oldest clicks not judged yet, at most `limit`, oldest first, but for those in `held`
+    /// (ascending): judged by this node's settler, which holds them in memory, their rows still
+    /// unjudged (`click::holding`).
+    async fn pending_clicks(&self, limit: i64, held: Vec<i64>) -> StoreResult<Vec<PendingClick>>;
     /// Judged clicks on these emails between `from` and `to`.
     async fn clicks_near(&self, email_ids: Vec<i64>, from: Millis, to: Millis) -> StoreResult<Vec<NearbyClick>>;
     /// The verdicts of these clicks, those still held.
@@ -111,7 +113,8 @@ pub trait ClickStore: Send + Sync {
     /// Judged clicks not yet released made by `frontier`, oldest first.
     async fn held_clicks(&self, frontier: Millis, limit: i64) -> StoreResult<Vec<HeldClick>>;
     async fn event_contexts(&self, email_ids: Vec<i64>) -> StoreResult<HashMap<i64, EventContext>>;
-    /// Makes verdicts final and writes the events to deliver, in one transaction.
+    /// Makes verdicts final and writes the events to deliver, in one transaction. A click held
+    /// in memory (`Release::judged`) gets its verdict and its burst history row here too.
     async fn release_clicks(&self, released: Vec<Release>) -> StoreResult<()>;
     async fn outbox_depth(&self) -> StoreResult<OutboxDepth>;
     /// Deletes clicks whose email is gone (clicked in the moment before a node saw the delete).

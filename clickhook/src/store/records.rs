@@ -168,6 +168,8 @@ pub struct PendingClick {
     pub honeypot: bool,
     pub url: String,
     pub filter: ClickFilter,
+    /// Where its email stands; `None` when the email is gone.
+    pub placed: Option<Placed>,
 }
 
 /// A judged click on the same email as one being judged.
@@ -252,6 +254,10 @@ pub struct Release {
     pub event: Option<String>,
     /// What the click adds to the statistics; `None` when its email is gone.
     pub counted: Option<Counted>,
+    /// For a click the settler held in memory, its row still unjudged: the judgement the
+    /// release writes with it, so that the row is written once. `None` for a click held in
+    /// the store (judged there before).
+    pub judged: Option<Judgement>,
 }
 
 /// Stored state from which a `link_clicked` element is built (see `crate::event`).

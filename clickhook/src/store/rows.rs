@@ -373,6 +373,7 @@ pub fn pending_click(r: &dyn Columns) -> StoreResult<PendingClick> {
         honeypot: r.flag(9)?,
         filter: filter(r.opt_text(10)?)?,
         url: r.text(11)?,
+        placed: placed(r, 12)?,
     })
 }
 
@@ -405,12 +406,17 @@ pub fn held_click(r: &dyn Columns) -> StoreResult<HeldClick> {
         at: r.int(4)?,
         verdict: parsed(r, 5, "verdict", Verdict::parse)?,
         filter: filter(r.opt_text(6)?)?,
-        // The email (and so campaign, step and prospect) may have been deleted since.
-        placed: match r.opt_int(7)? {
-            Some(campaign_id) => Some(Placed { campaign_id, step: r.int(8)?, prospect_id: r.int(9)? }),
-            None => None,
-        },
+        placed: placed(r, 7)?,
         reasons: reasons(r.opt_text(10)?)?,
+    })
+}
+
+/// A click's campaign, step and prospect from three columns from `first` on: the email (and so
+/// all three) may have been deleted since the click.
+fn placed(r: &dyn Columns, first: usize) -> StoreResult<Option<Placed>> {
+    Ok(match r.opt_int(first)? {
+        Some(campaign_id) => Some(Placed { campaign_id, step: r.int(first + 1)?, prospect_id: r.int(first + 2)? }),
+        None => None,
     })
 }
 

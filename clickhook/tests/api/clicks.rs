@@ -302,7 +302,7 @@ async fn full_ip_when_the_operator_asks() {
 }
 
 /// The first click of a burst is judged before the second exists; the second overrules it
-/// while its event is still held, so neither becomes a webhook.
+/// while it is still held, so neither becomes a webhook.
 #[tokio::test]
 async fn a_later_click_overrules_an_earlier_held_one() {
     let app = spawn_app(|_| {});
@@ -321,15 +321,20 @@ async fn a_later_click_overrules_an_earlier_held_one() {
     let ua = "Mozilla/5.0 (X11; Linux x86_64) Firefox/120";
     let url = |i: usize| sent["links"][i]["tracked_url"].as_str().unwrap().to_string();
     app.client.get(url(0)).header("user-agent", ua).send().await.unwrap();
-    // Let the settler judge the first click on its own (it is then held, provisionally human).
+    // Let the settler judge the first click on its own: it is then held in the settler's memory,
+    // provisionally human, its row still unjudged.
+    let held = || async {
+        let metrics = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+        metrics.lines().find_map(|l| l.strip_prefix("clickhook_settler_held_clicks ")).unwrap_or("").trim().to_string()
+    };
     for _ in 0..50 {
-        if app.sql_i64("SELECT count(*) FROM clicks WHERE verdict IS NOT NULL").await == 1 {
+        if held().await == "1" {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let held = app.sql_i64("SELECT count(*) FROM clicks WHERE verdict = 'human' AND NOT released").await;
-    assert_eq!(held, 1, "judged human, held");
+    assert_eq!(held().await, "1", "judged, held");
+    assert_eq!(app.sql_i64("SELECT count(*) FROM clicks WHERE verdict IS NULL").await, 1, "written once, at release");
     app.client.get(url(1)).header("user-agent", ua).send().await.unwrap();
     let clicks = app.settled_clicks(&key, 2).await;
     for c in &clicks {
@@ -337,6 +342,52 @@ async fn a_later_click_overrules_an_earlier_held_one() {
         assert_eq!(c["reasons"], json!(["burst_of_links"]));
     }
     assert_eq!(app.sql_i64("SELECT count(*) FROM events").await, 0);
+}
+
+/// Clicks held in the store (judged by an earlier version, or in a round the settler's memory had
+/// no room for) are released beside those held in memory, each once, each with its event.
+#[tokio::test]
+async fn clicks_held_in_the_store_and_in_memory_are_released_together() {
+    let app = spawn_app(|_| {});
+    let (account, key) = app.account("UTC").await;
+    app.patch("/rest/v2/account", &key, json!({"click_filter": {"burst_seconds": 3}})).await;
+    let c = app.campaign(&key, 1).await;
+    app.enroll(&key, c, "both@example.com").await;
+    let sent = app.send_html(&key, c, "both@example.com", "<a href=\"https://example.com/1\">1</a>").await;
+    let ua = "Mozilla/5.0 (X11; Linux x86_64) Firefox/120";
+    let r = app.client.get(sent["links"][0]["tracked_url"].as_str().unwrap()).header("user-agent", ua).send().await;
+    assert_eq!(r.unwrap().status(), 302);
+    let held = || async {
+        let metrics = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+        metrics.lines().find_map(|l| l.strip_prefix("clickhook_settler_held_clicks ")).unwrap_or("").trim().to_string()
+    };
+    for _ in 0..50 {
+        if held().await == "1" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(held().await, "1", "the click is held in memory");
+    // A click judged and held in the store, as an earlier version left it.
+    let email = app.sql_i64("SELECT id FROM emails").await;
+    let now = clickhook::store::now_millis();
+    app.exec(&format!(
+        "INSERT INTO clicks (account_id, email_id, link_no, at, user_agent, verdict, reasons, released) \
+         VALUES ({}, {email}, 1, {now}, '{ua}', 'human', '[]', FALSE)",
+        account.id
+    ))
+    .await;
+    let clicks = app.settled_clicks(&key, 2).await;
+    assert!(clicks.iter().all(|c| c["verdict"] == "human"), "{clicks:?}");
+    for _ in 0..50 {
+        if app.sql_i64("SELECT count(*) FROM events").await == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.sql_i64("SELECT count(*) FROM events").await, 2, "an event each");
+    assert_eq!(app.sql_i64("SELECT count(*) FROM clicks WHERE verdict IS NULL OR NOT released").await, 0);
+    assert_eq!(held().await, "0");
 }
 
 /// A click is listed as soon as it is answered, settled or not: on PostgreSQL it is then still

@@ -227,6 +227,7 @@ async fn upgrading_counts_what_was_released_before() {
         db.exec("DROP TRIGGER emails_id_floor").await;
         db.exec("DROP TABLE id_floor").await;
         db.exec("DROP TABLE stats_cursor").await;
+        db.exec("ALTER TABLE settle_frontier DROP COLUMN released_below").await;
         rusqlite::Connection::open(&db.0).unwrap().pragma_update(None, "user_version", 7).unwrap();
     }
     let _server = node.start(&[]).await;

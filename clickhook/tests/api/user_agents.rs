@@ -43,6 +43,7 @@ fn judged_bot(lists: &ScannerLists, ua: &str) -> bool {
         honeypot: false,
         url: "https://example.com/".into(),
         filter: ClickFilter::default(),
+        placed: None,
     };
     classify(&click, Around::default(), lists).0 == Verdict::Bot
 }

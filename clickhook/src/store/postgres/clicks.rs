@@ -55,6 +55,40 @@ async fn apply_overrules(tx: &impl Q, overruled: &[Overrule]) -> StoreResult<()>
     exec(tx, sql, &[&ids, &verdicts, &reasons, &was]).await.map(drop)
 }
 
+/// First judgements as the columns of their rows, for `unnest`.
+#[derive(Default)]
+struct History {
+    ids: Vec<i64>,
+    verdicts: Vec<&'static str>,
+    reasons: Vec<String>,
+    emails: Vec<i64>,
+    ats: Vec<i64>,
+    links: Vec<i64>,
+    honeypots: Vec<bool>,
+}
+
+impl History {
+    fn push(&mut self, j: &Judgement) -> StoreResult<()> {
+        self.ids.push(j.click.click_id);
+        self.verdicts.push(j.verdict.as_str());
+        self.reasons.push(to_json(&j.reasons)?);
+        self.emails.push(j.click.email_id);
+        self.ats.push(j.click.at);
+        self.links.push(j.click.link_no);
+        self.honeypots.push(j.click.honeypot);
+        Ok(())
+    }
+}
+
+/// Drops the burst history that no window reaches once clicks made at `judged_at` are judged.
+async fn prune_history(tx: &impl Q, judged_at: &[Millis]) -> StoreResult<()> {
+    if let Some(p) = HistoryPrune::after(judged_at) {
+        let sql = "DELETE FROM email_clicks WHERE id IN (SELECT id FROM email_clicks ORDER BY id LIMIT $2) AND at < $1";
+        exec(tx, sql, &[&p.before, &p.oldest_rows]).await?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl ClickStore for PgStore {
     async fn record_click(&self, click: NewClick) -> StoreResult<()> {
@@ -72,19 +106,22 @@ impl ClickStore for PgStore {
         page(&*c, &lists::clicks_paged(&DIALECT, account_id, &q), (q.limit, q.offset), rows::click_record).await
     }
 
-    async fn pending_clicks(&self, limit: i64) -> StoreResult<Vec<PendingClick>> {
+    async fn pending_clicks(&self, limit: i64, held: Vec<i64>) -> StoreResult<Vec<PendingClick>> {
         let mut c = self.pool.get().await?;
         take_in_groups(&c, limit).await?;
         let tx = by_index(&mut c).await?;
         // The limit applies before the joins, so a round reads `limit` clicks, not the backlog.
+        // Ids may commit out of order here: the held ones are left out one by one, not by the
+        // last of them (the array is hashed; the index walks past them).
         let sql = "SELECT c.id, coalesce(e.account_id, 0), c.email_id, c.link_no, c.at, c.head, c.ip, c.user_agent, \
-                   coalesce(e.sent_at, 0), coalesce(l.honeypot, FALSE), a.click_filter, coalesce(l.url, '') \
-                   FROM (SELECT * FROM clicks WHERE verdict IS NULL ORDER BY id LIMIT $1) c \
+                   coalesce(e.sent_at, 0), coalesce(l.honeypot, FALSE), a.click_filter, coalesce(l.url, ''), \
+                   e.campaign_id, e.step, e.prospect_id \
+                   FROM (SELECT * FROM clicks WHERE verdict IS NULL AND id <> ALL($2) ORDER BY id LIMIT $1) c \
                    LEFT JOIN emails e ON e.id = c.email_id \
                    LEFT JOIN links l ON l.email_id = c.email_id AND l.link_no = c.link_no \
                    LEFT JOIN accounts a ON a.id = e.account_id \
                    ORDER BY c.id";
-        let pending = all(&tx, sql, &[&limit], rows::pending_click).await?;
+        let pending = all(&tx, sql, &[&limit, &held], rows::pending_click).await?;
         tx.commit().await.map_err(pg)?;
         Ok(pending)
     }
@@ -109,16 +146,9 @@ impl ClickStore for PgStore {
     async fn judge_clicks(&self, judged: Vec<Judgement>, overruled: Vec<Overrule>) -> StoreResult<()> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await.map_err(pg)?;
-        let (mut ids, mut verdicts, mut reasons, mut emails, mut ats, mut links, mut honeypots) =
-            (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+        let mut h = History::default();
         for j in &judged {
-            ids.push(j.click.click_id);
-            verdicts.push(j.verdict.as_str());
-            reasons.push(to_json(&j.reasons)?);
-            emails.push(j.click.email_id);
-            ats.push(j.click.at);
-            links.push(j.click.link_no);
-            honeypots.push(j.click.honeypot);
+            h.push(j)?;
         }
         // Only clicks this call judges enter the burst history: another node may have judged some.
         let sql = "WITH j AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], \
@@ -128,14 +158,11 @@ impl ClickStore for PgStore {
                    INSERT INTO email_clicks (click_id, email_id, at, link_no, honeypot) \
                    SELECT j.click_id, j.email_id, j.at, j.link_no, j.honeypot FROM j JOIN judged ON judged.id = j.click_id \
                    ORDER BY j.click_id";
-        let params: [&(dyn ToSql + Sync); 7] = [&ids, &verdicts, &reasons, &emails, &ats, &links, &honeypots];
+        let params: [&(dyn ToSql + Sync); 7] =
+            [&h.ids, &h.verdicts, &h.reasons, &h.emails, &h.ats, &h.links, &h.honeypots];
         exec(&tx, sql, &params).await?;
         apply_overrules(&tx, &overruled).await?;
-        if let Some(p) = HistoryPrune::after(&ats) {
-            let sql =
-                "DELETE FROM email_clicks WHERE id IN (SELECT id FROM email_clicks ORDER BY id LIMIT $2) AND at < $1";
-            exec(&tx, sql, &[&p.before, &p.oldest_rows]).await?;
-        }
+        prune_history(&tx, &h.ats).await?;
         tx.commit().await.map_err(pg)
     }
 
@@ -169,7 +196,13 @@ impl ClickStore for PgStore {
         if released.is_empty() {
             return Ok(());
         }
-        let ids: Vec<i64> = released.iter().map(|r| r.click_id).collect();
+        // Held in the store: only the release flag. Held in memory: verdict and flag at once,
+        // and the burst history's row.
+        let held: Vec<i64> = released.iter().filter(|r| r.judged.is_none()).map(|r| r.click_id).collect();
+        let mut first = History::default();
+        for j in released.iter().filter_map(|r| r.judged.as_ref()) {
+            first.push(j)?;
+        }
         let (mut accounts, mut clicks, mut payloads, mut occurred) = (vec![], vec![], vec![], vec![]);
         for r in &released {
             if let Some(payload) = &r.event {
@@ -183,18 +216,39 @@ impl ClickStore for PgStore {
         let tx = c.transaction().await.map_err(pg)?;
         exec(&tx, EVENT_LOCK, &[]).await?;
         // Only clicks this call releases get an event: another node may have released some.
-        let sql = "WITH newly AS (UPDATE clicks SET released = TRUE WHERE id = ANY($1) AND NOT released RETURNING id), \
+        let sql = "WITH j AS (SELECT * FROM unnest($7::bigint[], $8::text[], $9::text[], $10::bigint[], $11::bigint[], \
+                     $12::bigint[], $13::bool[]) AS j(click_id, verdict, reasons, email_id, at, link_no, honeypot)), \
+                   judged AS (UPDATE clicks c SET verdict = j.verdict, reasons = j.reasons, released = TRUE FROM j \
+                     WHERE c.id = j.click_id AND c.verdict IS NULL RETURNING c.id), \
+                   history AS (INSERT INTO email_clicks (click_id, email_id, at, link_no, honeypot) \
+                     SELECT j.click_id, j.email_id, j.at, j.link_no, j.honeypot FROM j JOIN judged ON judged.id = j.click_id \
+                     ORDER BY j.click_id), \
+                   held AS (UPDATE clicks SET released = TRUE WHERE id = ANY($1) AND NOT released RETURNING id), \
+                   newly AS (SELECT id FROM judged UNION ALL SELECT id FROM held), \
                    written AS (INSERT INTO events (account_id, click_id, created_at, payload, occurred_at) \
                    SELECT u.account_id, u.click_id, $6, u.payload, u.occurred_at \
                    FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::bigint[]) AS u(account_id, click_id, payload, occurred_at) \
                    JOIN newly ON newly.id = u.click_id ORDER BY u.occurred_at, u.click_id \
                    ON CONFLICT (click_id) DO NOTHING) \
                    SELECT id FROM newly";
-        let newly: std::collections::HashSet<i64> =
-            all(&tx, sql, &[&ids, &accounts, &clicks, &payloads, &occurred, &now_millis()], |r| r.int(0))
-                .await?
-                .into_iter()
-                .collect();
+        let now = now_millis();
+        let params: [&(dyn ToSql + Sync); 13] = [
+            &held,
+            &accounts,
+            &clicks,
+            &payloads,
+            &occurred,
+            &now,
+            &first.ids,
+            &first.verdicts,
+            &first.reasons,
+            &first.emails,
+            &first.ats,
+            &first.links,
+            &first.honeypots,
+        ];
+        let newly: std::collections::HashSet<i64> = all(&tx, sql, &params, |r| r.int(0)).await?.into_iter().collect();
+        prune_history(&tx, &first.ats).await?;
         let counted = released.iter().filter(|r| newly.contains(&r.click_id)).filter_map(|r| r.counted.as_ref());
         super::stats::add_rollup(&tx, Rollup::of(counted)).await?;
         tx.commit().await.map_err(pg)

@@ -31,6 +31,27 @@ fn event_context(conn: &Connection, email_id: i64) -> StoreResult<Option<EventCo
     Ok(Some(ctx))
 }
 
+/// A judged click's row in the burst history.
+fn insert_history(conn: &Connection, c: &NearbyClick) -> StoreResult<()> {
+    let sql = "INSERT INTO email_clicks (click_id, email_id, at, link_no, honeypot) VALUES (?1, ?2, ?3, ?4, ?5)";
+    exec(conn, sql, params![c.click_id, c.email_id, c.at, c.link_no, c.honeypot]).map(drop)
+}
+
+/// Once clicks made at `judged_at` have their verdicts: the frontier moves past them (a short
+/// rowid scan from where it was), and the burst history drops what no window reaches.
+fn after_judging(conn: &Connection, judged_at: &[Millis]) -> StoreResult<()> {
+    let frontier = "UPDATE settle_frontier SET next_unjudged = coalesce( \
+                      (SELECT min(id) FROM clicks WHERE id >= next_unjudged AND verdict IS NULL), \
+                      (SELECT coalesce(max(id), 0) + 1 FROM clicks))";
+    exec(conn, frontier, [])?;
+    if let Some(p) = HistoryPrune::after(judged_at) {
+        let sql = "DELETE FROM email_clicks WHERE rowid IN \
+                   (SELECT rowid FROM email_clicks ORDER BY rowid LIMIT ?2) AND at < ?1";
+        exec(conn, sql, [p.before, p.oldest_rows])?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl ClickStore for SqliteStore {
     async fn record_click(&self, click: NewClick) -> StoreResult<()> {
@@ -44,17 +65,21 @@ impl ClickStore for SqliteStore {
         .await
     }
 
-    async fn pending_clicks(&self, limit: i64) -> StoreResult<Vec<PendingClick>> {
+    async fn pending_clicks(&self, limit: i64, held: Vec<i64>) -> StoreResult<Vec<PendingClick>> {
+        // One writer commits clicks in id order and the settler reads them in order and judges
+        // every one it reads: the clicks it holds are all those unjudged up to the last it holds.
+        let after = held.last().copied().unwrap_or(0);
         self.read(move |conn| {
             let sql =
                 "SELECT c.id, coalesce(e.account_id, 0), c.email_id, c.link_no, c.at, c.head, c.ip, c.user_agent, \
-                       coalesce(e.sent_at, 0), coalesce(l.honeypot, 0), a.click_filter, coalesce(l.url, '') \
+                       coalesce(e.sent_at, 0), coalesce(l.honeypot, 0), a.click_filter, coalesce(l.url, ''), \
+                       e.campaign_id, e.step, e.prospect_id \
                        FROM clicks c LEFT JOIN emails e ON e.id = c.email_id \
                        LEFT JOIN links l ON l.email_id = c.email_id AND l.link_no = c.link_no \
                        LEFT JOIN accounts a ON a.id = e.account_id \
-                       WHERE c.id >= (SELECT next_unjudged FROM settle_frontier) AND c.verdict IS NULL \
+                       WHERE c.id >= max((SELECT next_unjudged FROM settle_frontier), ?2 + 1) AND c.verdict IS NULL \
                        ORDER BY c.id LIMIT ?1";
-            all(conn, sql, [limit], rows::pending_click)
+            all(conn, sql, [limit, after], rows::pending_click)
         })
         .await
     }
@@ -85,28 +110,15 @@ impl ClickStore for SqliteStore {
                 if exec(conn, sql, params![j.click.click_id, j.verdict.as_str(), to_json(&j.reasons)?])? == 0 {
                     continue; // another settler was first
                 }
-                let c = &j.click;
-                let sql =
-                    "INSERT INTO email_clicks (click_id, email_id, at, link_no, honeypot) VALUES (?1, ?2, ?3, ?4, ?5)";
-                exec(conn, sql, params![c.click_id, c.email_id, c.at, c.link_no, c.honeypot])?;
+                insert_history(conn, &j.click)?;
             }
-            // Move the frontier past the clicks now judged: a short rowid scan from where it was.
-            let frontier = "UPDATE settle_frontier SET next_unjudged = coalesce( \
-                              (SELECT min(id) FROM clicks WHERE id >= next_unjudged AND verdict IS NULL), \
-                              (SELECT coalesce(max(id), 0) + 1 FROM clicks))";
-            exec(conn, frontier, [])?;
             for o in &overruled {
                 let sql =
                     "UPDATE clicks SET verdict = ?2, reasons = ?3 WHERE id = ?1 AND released = 0 AND reasons = ?4";
                 exec(conn, sql, params![o.click_id, o.verdict.as_str(), to_json(&o.reasons)?, o.was])?;
             }
             let ats: Vec<i64> = judged.iter().map(|j| j.click.at).collect();
-            if let Some(p) = HistoryPrune::after(&ats) {
-                let sql = "DELETE FROM email_clicks WHERE rowid IN \
-                           (SELECT rowid FROM email_clicks ORDER BY rowid LIMIT ?2) AND at < ?1";
-                exec(conn, sql, [p.before, p.oldest_rows])?;
-            }
-            Ok(())
+            after_judging(conn, &ats)
         })
         .await
     }
@@ -140,16 +152,39 @@ impl ClickStore for SqliteStore {
         self.write_background(move |conn| {
             let now = now_millis();
             let mut counted = Vec::with_capacity(released.len());
+            let mut first_judged = Vec::new();
+            let mut last = 0;
             for r in &released {
-                if exec(conn, "UPDATE clicks SET released = 1 WHERE id = ?1 AND released = 0", [r.click_id])? == 0 {
-                    continue;
+                let newly = match &r.judged {
+                    None => exec(conn, "UPDATE clicks SET released = 1 WHERE id = ?1 AND released = 0", [r.click_id])?,
+                    Some(j) => {
+                        let sql = "UPDATE clicks SET verdict = ?2, reasons = ?3, released = 1 \
+                                   WHERE id = ?1 AND verdict IS NULL";
+                        let n = exec(conn, sql, params![r.click_id, j.verdict.as_str(), to_json(&j.reasons)?])?;
+                        if n > 0 {
+                            insert_history(conn, &j.click)?;
+                            first_judged.push(j.click.at);
+                        }
+                        n
+                    }
+                };
+                if newly == 0 {
+                    continue; // another settler was first
                 }
+                last = last.max(r.click_id);
                 if let Some(payload) = &r.event {
                     let sql = "INSERT INTO events (account_id, click_id, created_at, payload, occurred_at) \
                                VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (click_id) DO NOTHING";
                     exec(conn, sql, params![r.account_id, r.click_id, now, payload, r.clicked_at])?;
                 }
                 counted.push(r);
+            }
+            if !first_judged.is_empty() {
+                after_judging(conn, &first_judged)?;
+            }
+            if last > 0 {
+                let sql = "UPDATE settle_frontier SET released_below = max(released_below, ?1 + 1)";
+                exec(conn, sql, [last])?;
             }
             // Most are counted behind, by a pass (see `super::stats`).
             super::stats::count_releases(conn, counted)

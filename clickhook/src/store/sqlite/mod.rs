@@ -48,6 +48,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0010_app_sessions.sql"),
     include_str!("../../../migrations/sqlite/0011_email_ids.sql"),
     include_str!("../../../migrations/sqlite/0012_stats_cursor.sql"),
+    include_str!("../../../migrations/sqlite/0013_released_below.sql"),
 ];
 
 /// The version that added statistics: upgrading to it counts what was there.

@@ -6,7 +6,7 @@
 //! pages was the largest single cost of the pipeline's writes (`bench/statement_costs.py`); a
 //! pass writes each row once however many rounds touched it. Every click below the cursor is
 //! counted, or not released yet: a pass steps over clicks held for long (or, before a query,
-//! over every held one), and the release of a click below the cursor counts it itself.
+//! over every one not released), and the release of a click below the cursor counts it itself.
 
 use std::collections::BTreeSet;
 
@@ -64,17 +64,17 @@ const STUCK_AFTER: Millis = 5 * 60 * 1000;
 pub(super) enum Reach {
     /// The background's: stop at a recent click not yet released (judged or not).
     Background { now: Millis },
-    /// A query's or a deletion's: every released click, stepping over held ones, up to the
-    /// first one not judged (all released clicks are below it).
+    /// A query's or a deletion's: every released click, stepping over those not released yet,
+    /// up to `settle_frontier.released_below` (all released clicks are below it).
     Released,
 }
 
 /// Where a pass from `?1` ends: at most a chunk on; before the first click not released made
-/// at or after `?3`; with `?4`, at the first unjudged click; never before it starts, and never
+/// at or after `?3`; with `?4`, past the last released click; never before it starts, and never
 /// past the newest click (ids above it are not taken yet).
 const PASS_END: &str = "SELECT max(?1, min(?1 + ?2, \
      coalesce((SELECT min(id) FROM clicks WHERE id >= ?1 AND id < ?1 + ?2 AND released = 0 AND at >= ?3), ?1 + ?2), \
-     CASE WHEN ?4 THEN (SELECT next_unjudged FROM settle_frontier) ELSE ?1 + ?2 END, \
+     CASE WHEN ?4 THEN (SELECT released_below FROM settle_frontier) ELSE ?1 + ?2 END, \
      (SELECT coalesce(max(id), 0) + 1 FROM clicks)))";
 
 const COUNTED_COLUMNS: &str = "SELECT c.id, e.account_id, e.campaign_id, e.step, e.prospect_id, \
@@ -94,11 +94,11 @@ pub(super) struct Pass {
 /// transaction.
 pub(super) fn read_pass(conn: &Connection, reach: Reach) -> StoreResult<Option<Pass>> {
     let from: i64 = value(conn, "SELECT next FROM stats_cursor", [])?;
-    let (stop_at, judged_only) = match reach {
+    let (stop_at, released_only) = match reach {
         Reach::Background { now } => (now - STUCK_AFTER, false),
         Reach::Released => (Millis::MAX, true),
     };
-    let to: i64 = value(conn, PASS_END, params![from, COUNT_CHUNK, stop_at, judged_only])?;
+    let to: i64 = value(conn, PASS_END, params![from, COUNT_CHUNK, stop_at, released_only])?;
     if to <= from {
         return Ok(None);
     }
