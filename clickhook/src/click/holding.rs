@@ -1,7 +1,7 @@
 //! Judged clicks the settler holds in memory until their release.
 //!
 //! A click is held from its judgement until the judging frontier has passed its burst window
-//! (`domain::click::release_due`): until then a later click may still overrule it. Held in the
+//! (`domain::click::ReleaseRule::due`): until then a later click may still overrule it. Held in the
 //! store, a click's row was written three times after its insert: the verdict, then the release
 //! flag, each with a commit and the partial index of held clicks on the way in and out, and the
 //! release read every held row back. Held here, its row stays unjudged in the store until the
@@ -14,14 +14,14 @@
 
 use std::collections::BTreeMap;
 
-use crate::domain::click::{overrule, release_due, Verdict};
+use crate::domain::click::{overrule, ReleaseRule, Verdict};
 use crate::domain::Millis;
 use crate::store::{HeldClick, Judgement, NearbyClick, PendingClick};
 
-/// Clicks held at most (about 250 bytes each). Under sustained load a click is held for its
-/// burst window and a quarter second (3.25 s by default): 50,000 covers 15,000 clicks a second
-/// with the default window, or about 150,000 with none.
-pub const MAX_HELD: usize = 50_000;
+/// Clicks held at most (about 200 bytes each with the map's share). Under sustained load a
+/// click is held for its burst window and a quarter second (3.25 s by default) plus a round:
+/// 25,000 covers settling 7,000 clicks a second with the default window, or 80,000 with none.
+pub const MAX_HELD: usize = 25_000;
 
 /// A judged click held here, with what its release and its burst history need.
 #[derive(Debug, Clone)]
@@ -41,7 +41,7 @@ impl Kept {
                 url: c.url,
                 at: c.at,
                 verdict,
-                filter: c.filter,
+                rule: ReleaseRule::of(&c.filter),
                 placed: c.placed,
                 reasons,
             },
@@ -111,7 +111,7 @@ impl Holding {
         let mut due: Vec<(Millis, i64)> = self
             .clicks
             .values()
-            .filter(|k| release_due(k.click.at, &k.click.filter, frontier))
+            .filter(|k| k.click.rule.due(k.click.at, frontier))
             .map(|k| (k.click.at, k.click.id))
             .collect();
         due.sort_unstable();

@@ -35,7 +35,7 @@ use tokio::sync::watch;
 use super::classify::{classify, ScannerLists};
 use super::holding::{Holding, Kept};
 use super::recent::{RecentClicks, Seen, BURST, HONEYPOT_NEARBY};
-use crate::domain::click::{overrule, release_due, Verdict};
+use crate::domain::click::{overrule, Verdict};
 use crate::domain::stats::Counted;
 use crate::domain::{now_millis, Millis};
 use crate::event::LinkClicked;
@@ -384,19 +384,15 @@ async fn release(
     // settler held them) and those held here.
     let mut stored = store.held_clicks(frontier, batch).await?;
     took.held = t.elapsed();
-    stored.retain(|c| release_due(c.at, &c.filter, frontier));
+    stored.retain(|c| c.rule.due(c.at, frontier));
     let kept = holding.take_due(frontier, batch as usize);
     if stored.is_empty() && kept.is_empty() {
         return Ok((0, took));
     }
     let judged: HashMap<i64, Judgement> = kept.iter().map(|k| (k.click.id, k.judgement())).collect();
     let held: Vec<HeldClick> = stored.into_iter().chain(kept.into_iter().map(|k| k.click)).collect();
-    let deliver = |verdict: Verdict, deliver_bots: bool| verdict == Verdict::Human || deliver_bots;
-    let mut wanted: Vec<i64> = held
-        .iter()
-        .filter(|c| c.account_id != 0 && deliver(c.verdict, c.filter.deliver_bot_clicks))
-        .map(|c| c.email_id)
-        .collect();
+    let mut wanted: Vec<i64> =
+        held.iter().filter(|c| c.account_id != 0 && c.rule.delivers(c.verdict)).map(|c| c.email_id).collect();
     wanted.sort_unstable();
     wanted.dedup();
     let t = std::time::Instant::now();
@@ -413,7 +409,7 @@ async fn release(
             human: c.verdict == Verdict::Human,
             event: elements
                 .get(&c.email_id)
-                .filter(|_| deliver(c.verdict, c.filter.deliver_bot_clicks))
+                .filter(|_| c.rule.delivers(c.verdict))
                 .map(|element| element.render(&c.url, c.at)),
             counted: c.placed.map(|p| Counted {
                 account_id: c.account_id,

@@ -29,10 +29,29 @@ pub fn overrule(verdict: Verdict, reasons: &[String], new: &[String]) -> (Verdic
     (Verdict::Bot, merged)
 }
 
-/// Whether a held click made at `at` can be released once judging has reached `frontier`:
-/// no click judged later can fall inside its burst window any more.
-pub fn release_due(at: Millis, filter: &ClickFilter, frontier: Millis) -> bool {
-    at + filter.burst_window_ms() <= frontier
+/// What the release of a held click reads of its account's filter: a few bytes to keep per held
+/// click, where the whole filter is a hundred and more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReleaseRule {
+    pub burst_window_ms: Millis,
+    pub deliver_bot_clicks: bool,
+}
+
+impl ReleaseRule {
+    pub fn of(filter: &ClickFilter) -> Self {
+        ReleaseRule { burst_window_ms: filter.burst_window_ms(), deliver_bot_clicks: filter.deliver_bot_clicks }
+    }
+
+    /// Whether a held click made at `at` can be released once judging has reached `frontier`:
+    /// no click judged later can fall inside its burst window any more.
+    pub fn due(&self, at: Millis, frontier: Millis) -> bool {
+        at + self.burst_window_ms <= frontier
+    }
+
+    /// Whether a click with this verdict becomes a webhook.
+    pub fn delivers(&self, verdict: Verdict) -> bool {
+        verdict == Verdict::Human || self.deliver_bot_clicks
+    }
 }
 
 /// Which rows of the burst history (judged clicks by email) a round of judging removes.
@@ -88,9 +107,11 @@ mod tests {
     #[test]
     fn a_click_is_released_once_its_window_has_passed_the_frontier() {
         let f = ClickFilter::default();
-        assert!(!release_due(10_000, &f, 12_999));
-        assert!(release_due(10_000, &f, 13_000));
-        assert!(release_due(10_000, &ClickFilter { burst_seconds: 0, ..f }, 10_000));
+        assert!(!ReleaseRule::of(&f).due(10_000, 12_999));
+        assert!(ReleaseRule::of(&f).due(10_000, 13_000));
+        assert!(ReleaseRule::of(&ClickFilter { burst_seconds: 0, ..f.clone() }).due(10_000, 10_000));
+        assert!(!ReleaseRule::of(&f).delivers(Verdict::Bot));
+        assert!(ReleaseRule::of(&ClickFilter { deliver_bot_clicks: true, ..f }).delivers(Verdict::Bot));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::domain::campaign::Enrollment;
-use crate::domain::click::{may_overrule, Verdict};
+use crate::domain::click::{may_overrule, ReleaseRule, Verdict};
 use crate::domain::delivery::{AttemptResult, DeliveryState};
 use crate::domain::prospect::{Interested, Prospect, ProspectInput, ProspectStatus, SearchField, SortKey};
 use crate::domain::stats::Counted;
@@ -230,7 +230,7 @@ pub struct HeldClick {
     pub url: String,
     pub at: Millis,
     pub verdict: Verdict,
-    pub filter: ClickFilter,
+    pub rule: ReleaseRule,
     /// Where its email stands; `None` when the email is gone.
     pub placed: Option<Placed>,
     pub reasons: Vec<String>,

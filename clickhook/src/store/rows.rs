@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use super::error::{StoreError, StoreResult};
 use super::records::*;
 use crate::domain::campaign::{Campaign, CampaignStatus, Enrollment, EnrollmentKey, StepType};
-use crate::domain::click::Verdict;
+use crate::domain::click::{ReleaseRule, Verdict};
 use crate::domain::delivery::{DeliveryState, Subscription, SubscriptionHealth, SubscriptionStatus};
 use crate::domain::import::{ImportState, UndoEntry, UndoKind};
 use crate::domain::prospect::{Interested, Prospect, ProspectStatus, TEXT_FIELDS};
@@ -405,7 +405,7 @@ pub fn held_click(r: &dyn Columns) -> StoreResult<HeldClick> {
         url: r.text(3)?,
         at: r.int(4)?,
         verdict: parsed(r, 5, "verdict", Verdict::parse)?,
-        filter: filter(r.opt_text(6)?)?,
+        rule: ReleaseRule::of(&filter(r.opt_text(6)?)?),
         placed: placed(r, 7)?,
         reasons: reasons(r.opt_text(10)?)?,
     })
