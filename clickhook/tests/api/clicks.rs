@@ -323,10 +323,7 @@ async fn a_later_click_overrules_an_earlier_held_one() {
     app.client.get(url(0)).header("user-agent", ua).send().await.unwrap();
     // Let the settler judge the first click on its own: it is then held in the settler's memory,
     // provisionally human, its row still unjudged.
-    let held = || async {
-        let metrics = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
-        metrics.lines().find_map(|l| l.strip_prefix("clickhook_settler_held_clicks ")).unwrap_or("").trim().to_string()
-    };
+    let held = || app.held_clicks();
     for _ in 0..50 {
         if held().await == "1" {
             break;
@@ -357,10 +354,7 @@ async fn clicks_held_in_the_store_and_in_memory_are_released_together() {
     let ua = "Mozilla/5.0 (X11; Linux x86_64) Firefox/120";
     let r = app.client.get(sent["links"][0]["tracked_url"].as_str().unwrap()).header("user-agent", ua).send().await;
     assert_eq!(r.unwrap().status(), 302);
-    let held = || async {
-        let metrics = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
-        metrics.lines().find_map(|l| l.strip_prefix("clickhook_settler_held_clicks ")).unwrap_or("").trim().to_string()
-    };
+    let held = || app.held_clicks();
     for _ in 0..50 {
         if held().await == "1" {
             break;

@@ -362,6 +362,12 @@ impl TestApp {
         self.raw(self.client.post(url).header("x-api-key", key).body(csv)).await
     }
 
+    /// Judged clicks the server's settler holds in memory (its `/metrics`), as text.
+    pub async fn held_clicks(&self) -> String {
+        let metrics = self.client.get(format!("{}/metrics", self.base)).send().await.unwrap().text().await.unwrap();
+        metrics.lines().find_map(|l| l.strip_prefix("clickhook_settler_held_clicks ")).unwrap_or("").trim().to_string()
+    }
+
     /// Waits until the settler has judged every click of the account (or panics), up to a
     /// minute: the shared server settles every test's clicks, and yields to
     /// the requests of the others (Schemathesis among them) while they keep it busy.
