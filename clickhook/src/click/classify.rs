@@ -59,7 +59,8 @@ mod tests {
     use super::*;
     use crate::domain::ClickFilter;
     use crate::domain::Verdict::{Bot as BOT, Human as HUMAN};
-    use crate::store::NearbyClick;
+    use crate::store::{JudgedClick, NearbyClick};
+    use std::collections::HashMap;
 
     fn click(at: i64, link_no: i64) -> PendingClick {
         PendingClick {
@@ -83,7 +84,9 @@ mod tests {
     fn around(c: &PendingClick, judged: &[NearbyClick]) -> Around {
         let mut recent = crate::click::recent::RecentClicks::default();
         let window = i64::from(c.filter.burst_seconds) * 1000;
-        recent.load(c.email_id, window, judged);
+        let history: Vec<JudgedClick> =
+            judged.iter().map(|n| JudgedClick { account_id: 1, click: n.clone() }).collect();
+        recent.load(HashMap::from([(1, window)]), &history, c.at);
         recent.around(c.email_id, c.at, window, c.link_no)
     }
 

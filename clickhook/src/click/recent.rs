@@ -3,9 +3,13 @@
 //! A busy email collects hundreds of clicks inside one burst window, and each new click is
 //! judged against them. Reading them back from the store every settling round cost more than
 //! the clicks themselves (measured: a round of 256 clicks read ~100,000 rows and took 110 ms).
-//! The settler (one node settles at a time) keeps them here between rounds instead, and reads
-//! an email from the store only when it first sees it. It forgets them all when its turn to
-//! settle was interrupted, since another node may have judged meanwhile.
+//! The settler (one node settles at a time) keeps them here while it has its turn: at its start
+//! it reads the judged clicks of every account's burst window once, and from then on every
+//! click it judges is added here, so an email it has nothing of has no judged click in reach.
+//! The store's history is therefore only ever read by time, which lets its index take judged
+//! clicks on its last page: by email, a round of judgements dirtied a page per email clicked.
+//! It forgets them all when its turn to settle was interrupted, since another node may have
+//! judged meanwhile, and when an account's window grew beyond the one its clicks were kept for.
 //!
 //! The questions asked per click are answered without walking a busy email's whole window:
 //! clicks are kept in time order (a window is a binary search away), and counters say when no
@@ -14,7 +18,7 @@
 use std::collections::HashMap;
 
 use crate::domain::Millis;
-use crate::store::NearbyClick;
+use crate::store::{JudgedClick, NearbyClick};
 
 pub const BURST: &str = "burst_of_links";
 pub const HONEYPOT_NEARBY: &str = "honeypot_hit_nearby";
@@ -117,37 +121,54 @@ impl Email {
 #[derive(Debug, Default)]
 pub struct RecentClicks {
     emails: HashMap<i64, Email>,
+    /// The burst window each account's clicks are kept for; `None` until the history is read.
+    windows: Option<HashMap<i64, Millis>>,
     last_sweep: Millis,
 }
 
 impl RecentClicks {
-    /// Forgets everything: the next round reads every email from the store again.
+    /// Forgets everything: the next round reads the history from the store again.
     pub fn forget(&mut self) {
         self.emails.clear();
+        self.windows = None;
     }
 
-    /// Of these emails (with the burst window each is judged with), those whose recent clicks
-    /// are not all here: never seen, or kept for a shorter window than is now asked for.
-    pub fn missing(&self, wanted: &HashMap<i64, Millis>) -> Vec<i64> {
-        let mut out: Vec<i64> = wanted
+    /// Whether the history was read since the last `forget`.
+    pub fn loaded(&self) -> bool {
+        self.windows.is_some()
+    }
+
+    /// From when the store's history is to be read for a round whose oldest click was made at
+    /// `oldest`, with these accounts' windows.
+    pub fn history_from(windows: &HashMap<i64, Millis>, oldest: Millis) -> Millis {
+        oldest - windows.values().copied().max().unwrap_or(0) - KEEP_MS
+    }
+
+    /// Takes the store's history (read from [`Self::history_from`]), replacing what was kept:
+    /// of each account, what its window reaches from `oldest` on.
+    pub fn load(&mut self, windows: HashMap<i64, Millis>, history: &[JudgedClick], oldest: Millis) {
+        let widest = windows.values().copied().max().unwrap_or(0);
+        let mut kept: Vec<(i64, Millis, Seen)> = history
             .iter()
-            .filter(|(id, window)| self.emails.get(id).is_none_or(|e| e.window < **window))
-            .map(|(id, _)| *id)
+            .map(|h| (h, windows.get(&h.account_id).copied().unwrap_or(widest)))
+            .filter(|(h, window)| h.click.at >= oldest - window - KEEP_MS)
+            .map(|(h, window)| (h.click.email_id, window, Seen::from_stored(&h.click)))
             .collect();
-        out.sort_unstable();
-        out
+        kept.sort_by_key(|(_, _, s)| (s.at, s.id));
+        kept.dedup_by_key(|(_, _, s)| s.id);
+        self.emails.clear();
+        for (email_id, window, seen) in kept {
+            self.emails.entry(email_id).or_insert_with(|| Email { window, ..Email::default() }).insert(seen);
+        }
+        self.windows = Some(windows);
     }
 
-    /// Takes an email's judged clicks as read from the store, replacing what was kept of it.
-    pub fn load(&mut self, email_id: i64, window: Millis, stored: &[NearbyClick]) {
-        let mut email = Email { window, ..Email::default() };
-        let mut clicks: Vec<Seen> = stored.iter().map(Seen::from_stored).collect();
-        clicks.sort_by_key(|s| (s.at, s.id));
-        clicks.dedup_by_key(|s| s.id);
-        for s in clicks {
-            email.insert(s);
-        }
-        self.emails.insert(email_id, email);
+    /// Whether the clicks of this account are kept for a window as long as `window`: false when
+    /// its filter widened it since the history was read, and the clicks just beyond the old
+    /// window are not here. An account not seen before (created since) is kept from now on.
+    pub fn keeps(&mut self, account_id: i64, window: Millis) -> bool {
+        let Some(windows) = self.windows.as_mut() else { return false };
+        *windows.entry(account_id).or_insert(window) >= window
     }
 
     /// What the judged clicks of this email within `window` of `at` show to a click on `link_no`.
@@ -195,9 +216,11 @@ impl RecentClicks {
         pinned
     }
 
-    /// Adds a click just judged.
-    pub fn push(&mut self, email_id: i64, window: Millis, seen: Seen) {
+    /// Adds a click just judged, kept for its account's window (see [`Self::keeps`]).
+    pub fn push(&mut self, email_id: i64, account_id: i64, seen: Seen) {
+        let window = self.windows.as_ref().and_then(|w| w.get(&account_id)).copied().unwrap_or(0);
         let email = self.emails.entry(email_id).or_insert_with(|| Email { window, ..Email::default() });
+        email.window = email.window.max(window);
         email.insert(seen);
     }
 
@@ -232,25 +255,45 @@ mod tests {
         Seen { id, link_no, at, honeypot: false, open_burst: true, open_honeypot: true }
     }
 
+    /// Account 1's clicks kept for `window`, with no history.
+    fn recent(window: Millis) -> RecentClicks {
+        let mut r = RecentClicks::default();
+        r.load(HashMap::from([(1, window)]), &[], 0);
+        r
+    }
+
+    fn stored(id: i64, at: Millis, released: bool, reasons: &[&str]) -> JudgedClick {
+        let click = NearbyClick {
+            click_id: id,
+            email_id: 7,
+            link_no: id,
+            at,
+            honeypot: false,
+            released,
+            reasons: reasons.iter().map(|r| r.to_string()).collect(),
+        };
+        JudgedClick { account_id: 1, click }
+    }
+
     #[test]
     fn sees_only_the_window() {
-        let mut r = RecentClicks::default();
-        r.push(7, 3_000, seen(1, 1, 10_000));
+        let mut r = recent(3_000);
+        r.push(7, 1, seen(1, 1, 10_000));
         assert_eq!(r.around(7, 12_000, 3_000, 2), Around { other_link: true, honeypot: false });
         assert_eq!(r.around(7, 13_001, 3_000, 2), Around::default());
         assert!(r.around(7, 7_000, 3_000, 2).other_link, "a later click counts too");
         assert_eq!(r.around(7, 12_000, 3_000, 1), Around::default(), "the same link is no burst");
         assert_eq!(r.around(8, 10_000, 3_000, 2), Around::default(), "another email");
-        r.push(7, 3_000, Seen { honeypot: true, ..seen(2, 9, 11_000) });
+        r.push(7, 1, Seen { honeypot: true, ..seen(2, 9, 11_000) });
         assert_eq!(r.around(7, 12_000, 3_000, 1), Around { other_link: false, honeypot: true });
     }
 
     #[test]
     fn pins_each_reason_once() {
-        let mut r = RecentClicks::default();
-        r.push(7, 3_000, seen(1, 1, 10_000));
-        r.push(7, 3_000, seen(2, 2, 10_500));
-        r.push(7, 3_000, seen(3, 1, 20_000));
+        let mut r = recent(3_000);
+        r.push(7, 1, seen(1, 1, 10_000));
+        r.push(7, 1, seen(2, 2, 10_500));
+        r.push(7, 1, seen(3, 1, 20_000));
         assert_eq!(r.pin(7, 11_000, 3_000, 1, true, false), vec![(2, BURST)]);
         assert_eq!(r.pin(7, 11_000, 3_000, 3, true, false), vec![(1, BURST)]);
         assert!(r.pin(7, 11_000, 3_000, 4, true, false).is_empty(), "both carry it now");
@@ -261,17 +304,13 @@ mod tests {
 
     #[test]
     fn stored_reasons_and_release_close_a_click() {
-        let stored = |id, released, reasons: &[&str]| NearbyClick {
-            click_id: id,
-            email_id: 7,
-            link_no: id,
-            at: 10_000 + id,
-            honeypot: false,
-            released,
-            reasons: reasons.iter().map(|r| r.to_string()).collect(),
-        };
         let mut r = RecentClicks::default();
-        r.load(7, 3_000, &[stored(1, false, &[BURST]), stored(2, true, &[]), stored(3, false, &["head_request"])]);
+        let history = [
+            stored(1, 10_001, false, &[BURST]),
+            stored(2, 10_002, true, &[]),
+            stored(3, 10_003, false, &["head_request"]),
+        ];
+        r.load(HashMap::from([(1, 3_000)]), &history, 10_000);
         assert_eq!(
             r.pin(7, 10_000, 3_000, 9, true, true),
             vec![(1, HONEYPOT_NEARBY), (3, BURST), (3, HONEYPOT_NEARBY)]
@@ -280,25 +319,42 @@ mod tests {
 
     #[test]
     fn keeps_time_order_and_forgets_old_clicks() {
-        let mut r = RecentClicks::default();
+        let mut r = recent(1_000);
         for (id, at) in [(1, 1_000), (2, 3_000), (3, 2_000)] {
-            r.push(7, 1_000, seen(id, id, at));
+            r.push(7, 1, seen(id, id, at));
         }
-        r.push(8, 1_000, seen(4, 1, 1_500));
+        r.push(8, 1, seen(4, 1, 1_500));
         assert!(r.around(7, 500, 1_000, 9).other_link);
         assert_eq!(r.pin(7, 2_500, 500, 9, true, false), vec![(3, BURST), (2, BURST)]);
         r.end_round([7], 4_500);
         assert_eq!(r.kept(), 3, "what is within window + 2 s of 4.5 s stays");
         r.end_round([], 7_000);
         assert_eq!(r.kept(), 0);
-        assert_eq!(r.missing(&HashMap::from([(7, 1_000)])), vec![7], "an email swept away is read again");
     }
 
     #[test]
-    fn a_longer_window_reads_the_email_again() {
+    fn the_history_loaded_is_what_each_account_window_reaches() {
         let mut r = RecentClicks::default();
-        r.push(7, 3_000, seen(1, 1, 10_000));
-        assert!(r.missing(&HashMap::from([(7, 3_000)])).is_empty());
-        assert_eq!(r.missing(&HashMap::from([(7, 10_000), (9, 1)])), vec![7, 9]);
+        assert!(!r.loaded() && !r.keeps(1, 0), "nothing is kept before the history is read");
+        let windows = HashMap::from([(1, 3_000), (2, 10_000)]);
+        assert_eq!(RecentClicks::history_from(&windows, 20_000), 20_000 - 10_000 - KEEP_MS);
+        let mut other = stored(5, 9_000, false, &[]);
+        (other.account_id, other.click.email_id) = (2, 8);
+        // Account 1 reaches back to 15 s, account 2 to 8 s.
+        r.load(windows, &[stored(1, 14_000, false, &[]), stored(2, 16_000, false, &[]), other], 20_000);
+        assert!(r.loaded());
+        assert_eq!(r.kept(), 2, "account 1's click at 14 s is beyond its window");
+        assert!(r.around(8, 12_000, 10_000, 1).other_link);
+        r.forget();
+        assert!(!r.loaded() && r.kept() == 0);
+    }
+
+    #[test]
+    fn a_window_wider_than_the_one_kept_is_refused() {
+        let mut r = recent(3_000);
+        assert!(r.keeps(1, 3_000) && r.keeps(1, 1_000));
+        assert!(!r.keeps(1, 3_001), "clicks just beyond 3 s were let go");
+        assert!(r.keeps(9, 60_000), "an account created since has no history before");
+        assert!(!r.keeps(9, 60_001));
     }
 }

@@ -25,7 +25,7 @@
 //! round. Every write is still guarded (`verdict IS NULL`, `released = 0`): a settler that lost
 //! its turn mid-round cannot judge or release a click twice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -251,7 +251,6 @@ async fn judge(
     if pending.is_empty() {
         return Ok(0);
     }
-    let Memory { recent, holding } = memory;
     let oldest = pending.iter().map(|c| c.at).min().unwrap_or(0);
     // Clicked in the moment before this node saw the email deleted: nothing of it is kept.
     let orphans: Vec<i64> = pending.iter().filter(|c| c.account_id == 0).map(|c| c.id).collect();
@@ -260,24 +259,19 @@ async fn judge(
     }
     let pending: Vec<PendingClick> = pending.into_iter().filter(|c| c.account_id != 0).collect();
     let window_of = |c: &PendingClick| c.filter.burst_window_ms();
-    let mut wanted: HashMap<i64, Millis> = HashMap::new();
-    for c in &pending {
-        let w = wanted.entry(c.email_id).or_default();
-        *w = (*w).max(window_of(c));
+    if !memory.recent.loaded() {
+        let windows = store.burst_windows().await?;
+        let history = store.judged_since(RecentClicks::history_from(&windows, oldest)).await?;
+        memory.recent.load(windows, &history, oldest);
     }
-    let missing = recent.missing(&wanted);
-    if !missing.is_empty() {
-        let window = pending.iter().map(window_of).max().unwrap_or(0);
-        let from = pending.iter().map(|c| c.at).min().unwrap_or(0) - window;
-        let to = pending.iter().map(|c| c.at).max().unwrap_or(0) + window;
-        let mut stored: HashMap<i64, Vec<NearbyClick>> = HashMap::new();
-        for n in store.clicks_near(missing.clone(), from, to).await? {
-            stored.entry(n.email_id).or_default().push(n);
-        }
-        for email_id in missing {
-            recent.load(email_id, wanted[&email_id], stored.get(&email_id).map(Vec::as_slice).unwrap_or_default());
-        }
+    if !pending.iter().all(|c| memory.recent.keeps(c.account_id, window_of(c))) {
+        // An account's burst window grew since the history was read: the clicks just beyond the
+        // old window are not in memory. Judge nothing; the next round starts afresh.
+        memory.forget();
+        return Ok(0);
     }
+    let Memory { recent, holding } = memory;
+    let touched: HashSet<i64> = pending.iter().map(|c| c.email_id).collect();
 
     let mut judged: Vec<Judgement> = Vec::with_capacity(pending.len());
     // Where each click of this round sits in `judged`: what is pinned on it changes it there.
@@ -326,7 +320,7 @@ async fn judge(
             open_burst: !has(BURST),
             open_honeypot: !has(HONEYPOT_NEARBY),
         };
-        recent.push(c.email_id, window, seen);
+        recent.push(c.email_id, c.account_id, seen);
         judged.push(Judgement { click: as_nearby(c), verdict, reasons });
     }
     let n = judged.len();
@@ -342,7 +336,7 @@ async fn judge(
     } else {
         store.judge_clicks(judged, overruled).await?;
     }
-    recent.end_round(wanted.into_keys(), oldest);
+    recent.end_round(touched, oldest);
     Ok(n)
 }
 

@@ -104,8 +104,11 @@ pub trait ClickStore: Send + Sync {
     /// (ascending): judged by this node's settler, which holds them in memory, their rows still
     /// unjudged (`click::holding`).
     async fn pending_clicks(&self, limit: i64, held: Vec<i64>) -> StoreResult<Vec<PendingClick>>;
-    /// Judged clicks on these emails between `from` and `to`.
-    async fn clicks_near(&self, email_ids: Vec<i64>, from: Millis, to: Millis) -> StoreResult<Vec<NearbyClick>>;
+    /// Every account's burst window (`ClickFilter::burst_window_ms`) as its filter says now.
+    async fn burst_windows(&self) -> StoreResult<HashMap<i64, Millis>>;
+    /// Every judged click made at or after `since`, on any email: the burst history a settler
+    /// starts its turn from (`click::recent`).
+    async fn judged_since(&self, since: Millis) -> StoreResult<Vec<JudgedClick>>;
     /// The verdicts of these clicks, those still held.
     async fn held_verdicts(&self, ids: Vec<i64>) -> StoreResult<Vec<HeldVerdict>>;
     /// Records first judgements and the overrules of earlier ones, in one transaction.

@@ -193,6 +193,13 @@ impl NearbyClick {
     }
 }
 
+/// A judged click of the burst history, with its account (whose window it is kept for).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JudgedClick {
+    pub account_id: i64,
+    pub click: NearbyClick,
+}
+
 /// The first judgement of a click.
 #[derive(Debug, Clone)]
 pub struct Judgement {

@@ -396,6 +396,16 @@ pub fn nearby_click(r: &dyn Columns) -> StoreResult<NearbyClick> {
     })
 }
 
+/// A judged click of the burst history: the columns of [`nearby_click`], then its account.
+pub fn judged_click(r: &dyn Columns) -> StoreResult<JudgedClick> {
+    Ok(JudgedClick { click: nearby_click(r)?, account_id: r.int(7)? })
+}
+
+/// An account's burst window: id, click filter.
+pub fn burst_window(r: &dyn Columns) -> StoreResult<(i64, Millis)> {
+    Ok((r.int(0)?, json::<ClickFilter>(r, 1, "click filter")?.burst_window_ms()))
+}
+
 /// A held click: id, account, email, url, at, verdict, the account's filter.
 pub fn held_click(r: &dyn Columns) -> StoreResult<HeldClick> {
     Ok(HeldClick {

@@ -341,6 +341,47 @@ async fn a_later_click_overrules_an_earlier_held_one() {
     assert_eq!(app.sql_i64("SELECT count(*) FROM events").await, 0);
 }
 
+/// The settler keeps each account's judged clicks for that account's burst window. When the
+/// window widens, clicks let go under the old one are in reach again: the settler reads its
+/// burst history from the store afresh, and a click just beyond the old window counts.
+#[tokio::test]
+async fn a_widened_burst_window_reaches_clicks_let_go_under_the_old_one() {
+    let app = spawn_app(|_| {});
+    let (_, key) = app.account("UTC").await;
+    app.patch("/rest/v2/account", &key, json!({"click_filter": {"burst_seconds": 1}})).await;
+    let c = app.campaign(&key, 1).await;
+    app.enroll(&key, c, "wider@example.com").await;
+    app.enroll(&key, c, "other@example.com").await;
+    let other = app.send_html(&key, c, "other@example.com", "<a href=\"https://example.com/3\">3</a>").await;
+    let sent = app
+        .send_html(
+            &key,
+            c,
+            "wider@example.com",
+            "<a href=\"https://example.com/1\">1</a><a href=\"https://example.com/2\">2</a>",
+        )
+        .await;
+    let ua = "Mozilla/5.0 (X11; Linux x86_64) Firefox/120";
+    let url = |i: usize| sent["links"][i]["tracked_url"].as_str().unwrap().to_string();
+    app.client.get(url(0)).header("user-agent", ua).send().await.unwrap();
+    let first = app.settled_clicks(&key, 1).await;
+    assert_eq!(first[0]["verdict"], "human");
+    // Beyond the 1 s window and the 2 s the settler keeps past it, a click on another email: its
+    // round lets the first click go from memory.
+    tokio::time::sleep(std::time::Duration::from_millis(3_500)).await;
+    let r = app.client.get(other["links"][0]["tracked_url"].as_str().unwrap()).header("user-agent", ua).send().await;
+    assert_eq!(r.unwrap().status(), 302);
+    app.settled_clicks(&key, 2).await;
+    app.patch("/rest/v2/account", &key, json!({"click_filter": {"burst_seconds": 30}})).await;
+    app.client.get(url(1)).header("user-agent", ua).send().await.unwrap();
+    let clicks = app.settled_clicks(&key, 3).await;
+    let second = clicks.iter().find(|c| c["url"] == "https://example.com/2").expect("the second click");
+    assert_eq!(second["verdict"], "bot", "{clicks:?}");
+    assert_eq!(second["reasons"], json!(["burst_of_links"]));
+    let first = clicks.iter().find(|c| c["url"] == "https://example.com/1").unwrap();
+    assert_eq!(first["verdict"], "human", "released before the second click: final");
+}
+
 /// Clicks held in the store (judged by an earlier version, or in a round the settler's memory had
 /// no room for) are released beside those held in memory, each once, each with its event.
 #[tokio::test]

@@ -126,15 +126,20 @@ impl ClickStore for PgStore {
         Ok(pending)
     }
 
-    async fn clicks_near(&self, email_ids: Vec<i64>, from: i64, to: i64) -> StoreResult<Vec<NearbyClick>> {
+    async fn burst_windows(&self) -> StoreResult<HashMap<i64, Millis>> {
+        let c = self.pool.get().await?;
+        let windows = all(&*c, "SELECT id, click_filter FROM accounts", &[], rows::burst_window).await?;
+        Ok(windows.into_iter().collect())
+    }
+
+    async fn judged_since(&self, since: Millis) -> StoreResult<Vec<JudgedClick>> {
         let mut c = self.pool.get().await?;
         let tx = by_index(&mut c).await?;
-        let sql = "SELECT e.click_id, e.email_id, e.link_no, e.at, e.honeypot, c.released, c.reasons \
-                   FROM email_clicks e JOIN clicks c ON c.id = e.click_id \
-                   WHERE e.email_id = ANY($1) AND e.at BETWEEN $2 AND $3";
-        let near = all(&tx, sql, &[&email_ids, &from, &to], rows::nearby_click).await?;
+        let sql = "SELECT e.click_id, e.email_id, e.link_no, e.at, e.honeypot, c.released, c.reasons, c.account_id \
+                   FROM email_clicks e JOIN clicks c ON c.id = e.click_id WHERE e.at >= $1";
+        let judged = all(&tx, sql, &[&since], rows::judged_click).await?;
         tx.commit().await.map_err(pg)?;
-        Ok(near)
+        Ok(judged)
     }
 
     async fn held_verdicts(&self, ids: Vec<i64>) -> StoreResult<Vec<HeldVerdict>> {

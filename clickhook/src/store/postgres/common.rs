@@ -26,11 +26,11 @@ pub(super) async fn load_enrollment(c: &impl Q, campaign_id: i64, prospect_id: i
 }
 
 /// Deletes the clicks on the account's emails that `emails` selects (SQL over the account `$1`
-/// and `arg` as `$2`) with their burst history, and records that links went away. The
-/// account's index finds its clicks: deletes are rare, clicks are not. Clicks still in their
+/// and `arg` as `$2`), and records that links went away. The account's index finds its
+/// clicks: deletes are rare, clicks are not. Their burst history rows stay until pruned by
+/// time: it is read joined to the clicks, and email ids are never used again. Clicks still in their
 /// groups are taken in by settling, which forgets them then (`forget_orphan_clicks`).
 pub(super) async fn forget_emails(tx: &impl Q, account_id: i64, emails: &str, arg: Param<'_>) -> StoreResult<()> {
-    exec(tx, &format!("DELETE FROM email_clicks WHERE email_id IN ({emails})"), &[&account_id, arg]).await?;
     let sql = format!("DELETE FROM clicks WHERE account_id = $1 AND email_id IN ({emails})");
     exec(tx, &sql, &[&account_id, arg]).await?;
     exec(tx, "INSERT INTO deletions (at) VALUES ($1)", &[&now_millis()]).await.map(drop)

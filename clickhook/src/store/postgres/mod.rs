@@ -44,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0008_tracking_domains.sql"),
     include_str!("../../../migrations/postgres/0009_stats.sql"),
     include_str!("../../../migrations/postgres/0010_app_sessions.sql"),
+    include_str!("../../../migrations/postgres/0011_history_by_time.sql"),
 ];
 
 /// Advisory locks are per database, not per schema: their keys include the schema, so that

@@ -84,12 +84,19 @@ impl ClickStore for SqliteStore {
         .await
     }
 
-    async fn clicks_near(&self, email_ids: Vec<i64>, from: i64, to: i64) -> StoreResult<Vec<NearbyClick>> {
+    async fn burst_windows(&self) -> StoreResult<HashMap<i64, Millis>> {
+        self.read(|conn| {
+            Ok(all(conn, "SELECT id, click_filter FROM accounts", [], rows::burst_window)?.into_iter().collect())
+        })
+        .await
+    }
+
+    async fn judged_since(&self, since: Millis) -> StoreResult<Vec<JudgedClick>> {
         self.read(move |conn| {
-            let sql = "SELECT e.click_id, e.email_id, e.link_no, e.at, e.honeypot, c.released, c.reasons \
-                       FROM email_clicks e JOIN clicks c ON c.id = e.click_id \
-                       WHERE e.email_id IN (SELECT value FROM json_each(?1)) AND e.at BETWEEN ?2 AND ?3";
-            all(conn, sql, params![ids_json(&email_ids), from, to], rows::nearby_click)
+            let sql =
+                "SELECT e.click_id, e.email_id, e.link_no, e.at, e.honeypot, c.released, c.reasons, c.account_id \
+                       FROM email_clicks e JOIN clicks c ON c.id = e.click_id WHERE e.at >= ?1";
+            all(conn, sql, [since], rows::judged_click)
         })
         .await
     }

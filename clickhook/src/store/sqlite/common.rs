@@ -36,12 +36,12 @@ pub(super) fn load_enrollment(
 }
 
 /// Deletes the clicks on the account's emails that `emails` selects (SQL over the account `?1`
-/// and `arg` as `?2`) with their burst history, and records that links went away. The
-/// account's index finds its clicks: deletes are rare, clicks are not.
+/// and `arg` as `?2`), and records that links went away. The account's index finds its
+/// clicks: deletes are rare, clicks are not. Their burst history rows stay until pruned by
+/// time: it is read joined to the clicks, and email ids are never used again.
 pub(super) fn forget_emails(conn: &Connection, account_id: i64, emails: &str, arg: &dyn ToSql) -> StoreResult<()> {
     // Released clicks stay counted after they are gone: count them before.
     super::stats::count_now(conn)?;
-    exec(conn, &format!("DELETE FROM email_clicks WHERE email_id IN ({emails})"), params![account_id, arg])?;
     let sql = format!("DELETE FROM clicks WHERE account_id = ?1 AND email_id IN ({emails})");
     exec(conn, &sql, params![account_id, arg])?;
     exec(conn, "INSERT INTO deletions (at) VALUES (?1)", [now_millis()]).map(drop)
