@@ -9,7 +9,9 @@
 # (which of the two goes first alternates from round to round).
 # Before every run it waits until the previous run's clicks are judged, so that settling does
 # not steal from the next run; nodes are started fresh for each run (2 s warm-up that fills the
-# link caches). Prints every run, the medians, and N nodes' median over one node's median.
+# link caches). Prints every run, the medians, and N nodes' median over one node's median. Each
+# run also says where the machine's CPU went while wrk ran, in cores: busy (of all cores), the
+# nodes, PostgreSQL. A run whose machine was all busy met the host's ceiling, not the nodes'.
 #
 #   bench/scaleout.sh                           # SCALES="2:0.25 4:0.125", 3 rounds of 15 s
 #   SCALES="2:0.25" ROUNDS=5 DURATION=20s bench/scaleout.sh
@@ -87,20 +89,42 @@ start_nodes() { # n cap
   done
   for i in $(seq 0 $(($1 - 1))); do wait_up $((PORT + i)); done
 }
+cpu_snapshot() { # node pids... -> "busy idle postgres nodes" in clock ticks, the whole machine's
+  python3 - "$@" <<'PY'
+import glob, sys
+def ticks(pid):
+    try:
+        f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return int(f[11]) + int(f[12])
+    except OSError:
+        return 0
+cpu = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+idle = cpu[3] + cpu[4]
+pg = sum(ticks(p.split("/")[2]) for p in glob.glob("/proc/[0-9]*/comm") if open(p).read().strip() == "postgres")
+print(sum(cpu) - idle, idle, pg, sum(ticks(p) for p in sys.argv[1:]))
+PY
+}
 drive() { # nodes duration
   local pids=()
+  local before; before=$(cpu_snapshot "${SERVERS[@]}")
   for i in $(seq 0 $(($1 - 1))); do
     taskset -c "$WRK_CPU" wrk -t1 -c"$((CONNS / $1))" -d"$2" -s bench/clicks.lua "http://127.0.0.1:$((PORT + i))" \
       -- "$WORK/paths.txt" >"$WORK/wrk$i.out" &
     pids+=($!)
   done
   wait "${pids[@]}"
-  python3 - "$WORK" "$1" <<'PY'
+  python3 - "$WORK" "$1" "$before" "$(cpu_snapshot "${SERVERS[@]}")" "$(getconf CLK_TCK)" <<'PY'
 import sys
 work, nodes = sys.argv[1], int(sys.argv[2])
 res = [dict(kv.split("=") for kv in next(l for l in open(f"{work}/wrk{n}.out") if l.startswith("RESULT")).split()[1:])
        for n in range(nodes)]
-print(f"rps={sum(float(r['rps']) for r in res):.0f} n302={sum(int(r['n302']) for r in res)}")
+# Where the machine's CPU went while wrk ran, in cores: all of it busy means the run measured the
+# host's ceiling (PostgreSQL, wrk and the nodes share its cores), not how the nodes scale.
+(b0, i0, p0, n0), (b1, i1, p1, n1) = ([int(x) for x in a.split()] for a in sys.argv[3:5])
+secs = (b1 - b0 + i1 - i0) / int(sys.argv[5]) / len(open("/proc/cpuinfo").read().split("processor")[1:])
+cores = lambda t: t / int(sys.argv[5]) / secs
+print(f"rps={sum(float(r['rps']) for r in res):.0f} n302={sum(int(r['n302']) for r in res)}"
+      f" busy={cores(b1 - b0):.2f} nodes={cores(n1 - n0):.2f} postgres={cores(p1 - p0):.2f}")
 PY
 }
 UNJUDGED="select (select count(*) from clicks where verdict is null) + (select coalesce(sum(clicks), 0) from click_groups)"
