@@ -301,6 +301,10 @@ async fn full_ip_when_the_operator_asks() {
     assert_eq!(clicks[0]["ip"], "127.0.0.1");
 }
 
+/// An email with two links, for the burst tests, and the browser that clicks them.
+const TWO_LINKS: &str = "<a href=\"https://example.com/1\">1</a><a href=\"https://example.com/2\">2</a>";
+const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64) Firefox/120";
+
 /// The first click of a burst is judged before the second exists; the second overrules it
 /// while it is still held, so neither becomes a webhook.
 #[tokio::test]
@@ -310,15 +314,8 @@ async fn a_later_click_overrules_an_earlier_held_one() {
     app.patch("/rest/v2/account", &key, json!({"click_filter": {"burst_seconds": 3}})).await;
     let c = app.campaign(&key, 1).await;
     app.enroll(&key, c, "burst@example.com").await;
-    let sent = app
-        .send_html(
-            &key,
-            c,
-            "burst@example.com",
-            "<a href=\"https://example.com/1\">1</a><a href=\"https://example.com/2\">2</a>",
-        )
-        .await;
-    let ua = "Mozilla/5.0 (X11; Linux x86_64) Firefox/120";
+    let sent = app.send_html(&key, c, "burst@example.com", TWO_LINKS).await;
+    let ua = FIREFOX;
     let url = |i: usize| sent["links"][i]["tracked_url"].as_str().unwrap().to_string();
     app.client.get(url(0)).header("user-agent", ua).send().await.unwrap();
     // Let the settler judge the first click on its own: it is then held in the settler's memory,
@@ -353,15 +350,8 @@ async fn a_widened_burst_window_reaches_clicks_let_go_under_the_old_one() {
     app.enroll(&key, c, "wider@example.com").await;
     app.enroll(&key, c, "other@example.com").await;
     let other = app.send_html(&key, c, "other@example.com", "<a href=\"https://example.com/3\">3</a>").await;
-    let sent = app
-        .send_html(
-            &key,
-            c,
-            "wider@example.com",
-            "<a href=\"https://example.com/1\">1</a><a href=\"https://example.com/2\">2</a>",
-        )
-        .await;
-    let ua = "Mozilla/5.0 (X11; Linux x86_64) Firefox/120";
+    let sent = app.send_html(&key, c, "wider@example.com", TWO_LINKS).await;
+    let ua = FIREFOX;
     let url = |i: usize| sent["links"][i]["tracked_url"].as_str().unwrap().to_string();
     app.client.get(url(0)).header("user-agent", ua).send().await.unwrap();
     let first = app.settled_clicks(&key, 1).await;
