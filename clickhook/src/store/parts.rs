@@ -117,7 +117,7 @@ pub trait ClickStore: Send + Sync {
     async fn held_clicks(&self, frontier: Millis, limit: i64) -> StoreResult<Vec<HeldClick>>;
     async fn event_contexts(&self, email_ids: Vec<i64>) -> StoreResult<HashMap<i64, EventContext>>;
     /// Makes verdicts final and writes the events to deliver, in one transaction. A click held
-    /// in memory (`Release::judged`) gets its verdict and its burst history row here too.
+    /// in memory (`Release::judged`) gets its verdict (and its burst history row) here too.
     async fn release_clicks(&self, released: Vec<Release>) -> StoreResult<()>;
     async fn outbox_depth(&self) -> StoreResult<OutboxDepth>;
     /// Deletes clicks whose email is gone (clicked in the moment before a node saw the delete).

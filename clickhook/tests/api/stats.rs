@@ -228,6 +228,13 @@ async fn upgrading_counts_what_was_released_before() {
         db.exec("DROP TABLE id_floor").await;
         db.exec("DROP TABLE stats_cursor").await;
         db.exec("ALTER TABLE settle_frontier DROP COLUMN released_below").await;
+        // Version 15 took the burst history's table away.
+        db.exec(
+            "CREATE TABLE email_clicks (click_id INTEGER NOT NULL, email_id INTEGER NOT NULL, at INTEGER NOT NULL, \
+             link_no INTEGER NOT NULL, honeypot INTEGER NOT NULL DEFAULT 0)",
+        )
+        .await;
+        db.exec("CREATE INDEX email_clicks_email ON email_clicks(email_id, at)").await;
         rusqlite::Connection::open(&db.0).unwrap().pragma_update(None, "user_version", 7).unwrap();
     }
     let _server = node.start(&[]).await;

@@ -3,6 +3,8 @@
 //! Clicks go in through the writer's group commit ([`super::writer`]). Unjudged clicks are
 //! found from a stored frontier (`settle_frontier`), not an index: one writer commits clicks
 //! in id order and the settler judges them in id order, so every click below it is judged.
+//! For the same reason the burst history is the judged clicks themselves, found by id: the
+//! clicks of a time window are a run of ids, and no row or index entry is kept for it.
 
 use std::collections::HashMap;
 
@@ -13,7 +15,6 @@ use super::common::load_enrollment;
 use super::common::load_prospect;
 use super::sql::{all, exec, ids_json, one, page, value, DIALECT};
 use super::SqliteStore;
-use crate::domain::click::HistoryPrune;
 use crate::domain::{now_millis, Millis};
 use crate::store::error::StoreResult;
 use crate::store::lists;
@@ -31,25 +32,36 @@ fn event_context(conn: &Connection, email_id: i64) -> StoreResult<Option<EventCo
     Ok(Some(ctx))
 }
 
-/// A judged click's row in the burst history.
-fn insert_history(conn: &Connection, c: &NearbyClick) -> StoreResult<()> {
-    let sql = "INSERT INTO email_clicks (click_id, email_id, at, link_no, honeypot) VALUES (?1, ?2, ?3, ?4, ?5)";
-    exec(conn, sql, params![c.click_id, c.email_id, c.at, c.link_no, c.honeypot]).map(drop)
+/// How long a click may wait between its stamp and its commit, at most, as the burst history
+/// assumes: a click stamped earlier than this before the one committed just before it is not
+/// in the history read at a settler's start (the settler keeps what it judges from then on).
+/// Clicks wait milliseconds for their group commit; seconds only when the disk stalls.
+const STAMP_TO_COMMIT_MS: Millis = 10_000;
+
+/// The first id from which every click made at or after `since` follows: a binary search by
+/// id, since ids grow in commit order and a click's time with them, give or take
+/// [`STAMP_TO_COMMIT_MS`].
+fn first_click_since(conn: &Connection, since: Millis) -> StoreResult<i64> {
+    let stamp = since.saturating_sub(STAMP_TO_COMMIT_MS);
+    let next = "SELECT id, at FROM clicks WHERE id >= ?1 ORDER BY id LIMIT 1";
+    let (mut lo, mut hi): (i64, i64) = (0, value(conn, "SELECT coalesce(max(id), 0) + 1 FROM clicks", [])?);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match one(conn, next, [mid], |r| Ok((r.int(0)?, r.int(1)?)))? {
+            Some((id, at)) if at < stamp => lo = id + 1,
+            _ => hi = mid,
+        }
+    }
+    Ok(lo)
 }
 
-/// Once clicks made at `judged_at` have their verdicts: the frontier moves past them (a short
-/// rowid scan from where it was), and the burst history drops what no window reaches.
-fn after_judging(conn: &Connection, judged_at: &[Millis]) -> StoreResult<()> {
+/// Once clicks have their verdicts, the frontier moves past them (a short rowid scan from
+/// where it was).
+fn after_judging(conn: &Connection) -> StoreResult<()> {
     let frontier = "UPDATE settle_frontier SET next_unjudged = coalesce( \
                       (SELECT min(id) FROM clicks WHERE id >= next_unjudged AND verdict IS NULL), \
                       (SELECT coalesce(max(id), 0) + 1 FROM clicks))";
-    exec(conn, frontier, [])?;
-    if let Some(p) = HistoryPrune::after(judged_at) {
-        let sql = "DELETE FROM email_clicks WHERE rowid IN \
-                   (SELECT rowid FROM email_clicks ORDER BY rowid LIMIT ?2) AND at < ?1";
-        exec(conn, sql, [p.before, p.oldest_rows])?;
-    }
-    Ok(())
+    exec(conn, frontier, []).map(drop)
 }
 
 #[async_trait]
@@ -93,10 +105,11 @@ impl ClickStore for SqliteStore {
 
     async fn judged_since(&self, since: Millis) -> StoreResult<Vec<JudgedClick>> {
         self.read(move |conn| {
-            let sql =
-                "SELECT e.click_id, e.email_id, e.link_no, e.at, e.honeypot, c.released, c.reasons, c.account_id \
-                       FROM email_clicks e JOIN clicks c ON c.id = e.click_id WHERE e.at >= ?1";
-            all(conn, sql, [since], rows::judged_click)
+            let sql = "SELECT c.id, c.email_id, c.link_no, c.at, coalesce(l.honeypot, 0), c.released, c.reasons, \
+                              c.account_id \
+                       FROM clicks c LEFT JOIN links l ON l.email_id = c.email_id AND l.link_no = c.link_no \
+                       WHERE c.id >= ?1 AND c.at >= ?2 AND c.verdict IS NOT NULL";
+            all(conn, sql, [first_click_since(conn, since)?, since], rows::judged_click)
         })
         .await
     }
@@ -114,18 +127,14 @@ impl ClickStore for SqliteStore {
         self.write_background(move |conn| {
             for j in &judged {
                 let sql = "UPDATE clicks SET verdict = ?2, reasons = ?3 WHERE id = ?1 AND verdict IS NULL";
-                if exec(conn, sql, params![j.click.click_id, j.verdict.as_str(), to_json(&j.reasons)?])? == 0 {
-                    continue; // another settler was first
-                }
-                insert_history(conn, &j.click)?;
+                exec(conn, sql, params![j.click.click_id, j.verdict.as_str(), to_json(&j.reasons)?])?;
             }
             for o in &overruled {
                 let sql =
                     "UPDATE clicks SET verdict = ?2, reasons = ?3 WHERE id = ?1 AND released = 0 AND reasons = ?4";
                 exec(conn, sql, params![o.click_id, o.verdict.as_str(), to_json(&o.reasons)?, o.was])?;
             }
-            let ats: Vec<i64> = judged.iter().map(|j| j.click.at).collect();
-            after_judging(conn, &ats)
+            after_judging(conn)
         })
         .await
     }
@@ -159,7 +168,7 @@ impl ClickStore for SqliteStore {
         self.write_background(move |conn| {
             let now = now_millis();
             let mut counted = Vec::with_capacity(released.len());
-            let mut first_judged = Vec::new();
+            let mut first_judged = false;
             let mut last = 0;
             for r in &released {
                 let newly = match &r.judged {
@@ -168,10 +177,7 @@ impl ClickStore for SqliteStore {
                         let sql = "UPDATE clicks SET verdict = ?2, reasons = ?3, released = 1 \
                                    WHERE id = ?1 AND verdict IS NULL";
                         let n = exec(conn, sql, params![r.click_id, j.verdict.as_str(), to_json(&j.reasons)?])?;
-                        if n > 0 {
-                            insert_history(conn, &j.click)?;
-                            first_judged.push(j.click.at);
-                        }
+                        first_judged |= n > 0;
                         n
                     }
                 };
@@ -181,13 +187,13 @@ impl ClickStore for SqliteStore {
                 last = last.max(r.click_id);
                 if let Some(payload) = &r.event {
                     let sql = "INSERT INTO events (account_id, click_id, created_at, payload, occurred_at) \
-                               VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (click_id) DO NOTHING";
+                               VALUES (?1, ?2, ?3, ?4, ?5)";
                     exec(conn, sql, params![r.account_id, r.click_id, now, payload, r.clicked_at])?;
                 }
                 counted.push(r);
             }
-            if !first_judged.is_empty() {
-                after_judging(conn, &first_judged)?;
+            if first_judged {
+                after_judging(conn)?;
             }
             if last > 0 {
                 let sql = "UPDATE settle_frontier SET released_below = max(released_below, ?1 + 1)";
@@ -230,5 +236,48 @@ impl ClickStore for SqliteStore {
             Ok(exec(conn, sql, params![before, limit])? as u64)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Clicks at the given (id, at), in a fresh schema.
+    fn clicks(rows: &[(i64, Millis)]) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        super::super::migrate(&conn).unwrap();
+        for (id, at) in rows {
+            let sql = "INSERT INTO clicks (id, account_id, email_id, link_no, at) VALUES (?1, 1, 1, 0, ?2)";
+            conn.execute(sql, [id, at]).unwrap();
+        }
+        conn
+    }
+
+    #[test]
+    fn the_history_starts_at_the_first_click_stamped_within_the_commit_wait() {
+        // Gaps in the ids (deleted clicks) and a click stamped a moment before the one
+        // committed ahead of it.
+        let conn = clicks(&[(3, 1_000), (4, 1_500), (9, 30_000), (10, 29_990), (17, 45_000), (40, 90_000)]);
+        // The first click the history reads from there.
+        let first = |since| {
+            let from = first_click_since(&conn, since).unwrap();
+            conn.query_row("SELECT min(id) FROM clicks WHERE id >= ?1", [from], |r| r.get::<_, Option<i64>>(0)).unwrap()
+        };
+        assert_eq!(first(0), Some(3));
+        assert_eq!(first(11_000), Some(3), "within {STAMP_TO_COMMIT_MS} ms of the click at 1,000");
+        assert_eq!(first(11_501), Some(9), "the clicks at 1,000 and 1,500 are too old");
+        assert_eq!(first(55_000), Some(17));
+        assert_eq!(first(99_000), Some(40));
+        assert_eq!(first(100_001), None, "past the newest click");
+        assert_eq!(first_click_since(&clicks(&[]), 5_000).unwrap(), 0);
+        // Whatever the time asked for, no click made since then is left out.
+        for since in (0..100_000).step_by(10) {
+            let from = first_click_since(&conn, since).unwrap();
+            let missed: i64 = conn
+                .query_row("SELECT count(*) FROM clicks WHERE at >= ?1 AND id < ?2", [since, from], |r| r.get(0))
+                .unwrap();
+            assert_eq!(missed, 0, "since {since}, from id {from}");
+        }
     }
 }

@@ -37,8 +37,7 @@ pub(super) fn load_enrollment(
 
 /// Deletes the clicks on the account's emails that `emails` selects (SQL over the account `?1`
 /// and `arg` as `?2`), and records that links went away. The account's index finds its
-/// clicks: deletes are rare, clicks are not. Their burst history rows stay until pruned by
-/// time: it is read joined to the clicks, and email ids are never used again.
+/// clicks: deletes are rare, clicks are not.
 pub(super) fn forget_emails(conn: &Connection, account_id: i64, emails: &str, arg: &dyn ToSql) -> StoreResult<()> {
     // Released clicks stay counted after they are gone: count them before.
     super::stats::count_now(conn)?;

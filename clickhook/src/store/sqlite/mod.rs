@@ -50,6 +50,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0012_stats_cursor.sql"),
     include_str!("../../../migrations/sqlite/0013_released_below.sql"),
     include_str!("../../../migrations/sqlite/0014_history_by_time.sql"),
+    include_str!("../../../migrations/sqlite/0015_fewer_rows_per_click.sql"),
 ];
 
 /// The version that added statistics: upgrading to it counts what was there.
