@@ -18,7 +18,7 @@ use crate::config::Settings;
 use crate::domain::delivery::{AttemptResult, MAX_BATCH};
 use crate::domain::{now_millis, AttemptOutcome};
 use crate::metrics::METRICS;
-use crate::store::{Attempt, Claimed, DynStore};
+use crate::store::{Attempt, ClaimRoom, Claimed, DynStore};
 const MAX_IN_FLIGHT: usize = 256;
 const RESPONSE_EXCERPT: usize = 1024;
 
@@ -175,12 +175,19 @@ pub async fn run(store: DynStore, settings: Arc<Settings>, mut shutdown: watch::
             tracing::warn!("cutting batches failed: {e}");
             None
         });
-        let room = MAX_IN_FLIGHT.saturating_sub(inflight.lock().unwrap().total);
-        let claimed = if room == 0 {
+        let room = {
+            let f = inflight.lock().unwrap();
+            ClaimRoom {
+                total: MAX_IN_FLIGHT.saturating_sub(f.total) as i64,
+                per_subscription: settings.endpoint_concurrency as i64,
+                in_flight: f.by_subscription.iter().filter(|(_, n)| **n > 0).map(|(s, n)| (*s, *n as i64)).collect(),
+            }
+        };
+        // A batch claimed beyond its endpoint's cap would be read for nothing and let go again.
+        let claimed = if room.total == 0 {
             Vec::new()
         } else {
-            let cap = settings.endpoint_concurrency as i64;
-            store.claim_deliveries(now, lease, room as i64, cap).await.unwrap_or_default()
+            store.claim_deliveries(now, lease, room).await.unwrap_or_default()
         };
         let mut unclaimed = Vec::new();
         for c in claimed {

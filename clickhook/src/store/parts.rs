@@ -141,10 +141,10 @@ pub trait DeliveryStore: Send + Sync {
     /// Turns each active subscription's new events into batches (`domain::delivery::Cut`).
     /// Returns when the earliest window still open closes, so the caller can come back then.
     async fn cut_batches(&self, now: Millis, window_ms: i64, max_events: i64) -> StoreResult<Option<Millis>>;
-    /// Leases up to `limit` due deliveries of active subscriptions until `now + lease_ms`, at
-    /// most `per_subscription` of each (the oldest due first), so that one endpoint's backlog
-    /// never fills a round and no claimed batch waits unsent for its endpoint's cap.
-    async fn claim_deliveries(&self, now: Millis, lease: i64, limit: i64, per_sub: i64) -> StoreResult<Vec<Claimed>>;
+    /// Leases due deliveries of active subscriptions until `now + lease_ms`, as many as `room`
+    /// has for each (the oldest due first), so that one endpoint's backlog never fills a round
+    /// and no claimed batch waits unsent for its endpoint's cap.
+    async fn claim_deliveries(&self, now: Millis, lease: i64, room: ClaimRoom) -> StoreResult<Vec<Claimed>>;
     /// Logs an attempt and applies its effects (`domain::delivery::AttemptResult::effects`);
     /// ends the lease.
     async fn finish_attempt(&self, attempt: Attempt) -> StoreResult<()>;

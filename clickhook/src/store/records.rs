@@ -1,7 +1,7 @@
 //! What goes in and out of the store besides the domain's own types: queries, the click
 //! path's and the settler's rows, and the delivery log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
@@ -290,6 +290,24 @@ pub struct SubscriptionCursor {
     pub account_id: i64,
     pub target_url: String,
     pub cursor: i64,
+}
+
+/// How many deliveries a claim may lease: `total` in all, and of each subscription
+/// `per_subscription` less the attempts this node has in flight to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRoom {
+    pub total: i64,
+    pub per_subscription: i64,
+    /// Attempts in flight, by subscription.
+    pub in_flight: HashMap<i64, i64>,
+}
+
+impl ClaimRoom {
+    /// `in_flight` as a JSON object from subscription id to attempts, for SQL to look into.
+    pub fn in_flight_json(&self) -> String {
+        let pairs: Vec<String> = self.in_flight.iter().map(|(s, n)| format!("\"{s}\":{n}")).collect();
+        format!("{{{}}}", pairs.join(","))
+    }
 }
 
 /// A delivery claimed for one attempt, with everything the attempt needs.

@@ -276,3 +276,49 @@ async fn a_subscription_failing_too_long_is_disabled() {
     }
     panic!("the subscription was not disabled");
 }
+
+/// A claim leases no more of an endpoint's batches than it has room for beside the attempts
+/// in flight to it: a batch leased past the cap would be read for nothing and let go again.
+#[tokio::test]
+async fn a_claim_takes_only_what_each_endpoint_has_room_for() {
+    use clickhook::domain::delivery::Subscribed;
+    use clickhook::domain::NewAccount;
+    use clickhook::store::ClaimRoom;
+    use std::collections::{HashMap, HashSet};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = clickhook::store::open(&crate::helpers::fresh_db(dir.path())).await.unwrap();
+    let account = NewAccount { id: None, name: "A".into(), timezone: "UTC".into() };
+    let account = store.create_account(account).await.unwrap().id;
+    let secret = || "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD".to_string();
+    let mut subs = Vec::new();
+    for n in 0..2 {
+        let url = format!("http://127.0.0.1:9/{n}");
+        let Subscribed::Created(s) = store.subscribe(account, &url, "link_clicked", secret()).await.unwrap() else {
+            panic!("not subscribed")
+        };
+        for _ in 0..5 {
+            store.add_test_delivery(account, s.id, "[]".into(), 1_000).await.unwrap();
+        }
+        subs.push(s.id);
+    }
+    let claim = |total: i64, in_flight: &[(i64, i64)]| {
+        let room = ClaimRoom { total, per_subscription: 4, in_flight: in_flight.iter().copied().collect() };
+        let store = store.clone();
+        async move {
+            let claimed = store.claim_deliveries(2_000, 60_000, room).await.unwrap();
+            let mut by_sub: HashMap<i64, usize> = HashMap::new();
+            for c in &claimed {
+                *by_sub.entry(c.subscription_id).or_default() += 1;
+            }
+            assert_eq!(claimed.iter().map(|c| c.id).collect::<HashSet<_>>().len(), claimed.len());
+            by_sub
+        }
+    };
+    let (a, b) = (subs[0], subs[1]);
+    assert_eq!(claim(100, &[(a, 3)]).await, HashMap::from([(a, 1), (b, 4)]), "a has room for one beside its three");
+    assert_eq!(claim(100, &[(a, 4), (b, 4)]).await, HashMap::new(), "neither has room");
+    assert_eq!(claim(100, &[(a, 6)]).await, HashMap::from([(b, 1)]), "more in flight than the cap is no room");
+    assert_eq!(claim(2, &[]).await.values().sum::<usize>(), 2, "the total bounds the claim");
+    store.close().await;
+}

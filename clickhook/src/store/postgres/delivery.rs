@@ -137,21 +137,26 @@ impl DeliveryStore for PgStore {
         Ok(next_close)
     }
 
-    async fn claim_deliveries(&self, now: Millis, lease: i64, limit: i64, per_sub: i64) -> StoreResult<Vec<Claimed>> {
+    async fn claim_deliveries(&self, now: Millis, lease: i64, room: ClaimRoom) -> StoreResult<Vec<Claimed>> {
         let c = self.pool.get().await?;
         let until = now + lease;
-        // Per subscription, its oldest due batches not leased nor locked by another node.
+        // Per subscription, its oldest due batches not leased nor locked by another node, as many
+        // as its cap less what this node has in flight to it.
         let sql = "WITH picked AS ( \
                      SELECT d2.id FROM subscriptions s2 CROSS JOIN LATERAL ( \
                        SELECT d.id, d.next_attempt_at FROM deliveries d WHERE d.subscription_id = s2.id \
                        AND d.state = 'pending' AND d.next_attempt_at <= $1 AND (d.lease_until IS NULL OR d.lease_until < $1) \
-                       ORDER BY d.next_attempt_at, d.id LIMIT $4 FOR UPDATE SKIP LOCKED) d2 \
+                       ORDER BY d.next_attempt_at, d.id \
+                       LIMIT greatest(0, $4 - coalesce((($5::text)::jsonb ->> s2.id::text)::bigint, 0)) \
+                       FOR UPDATE SKIP LOCKED) d2 \
                      WHERE s2.status = 'active' ORDER BY d2.next_attempt_at, d2.id LIMIT $3) \
                    UPDATE deliveries d SET lease_until = $2 FROM subscriptions s, picked \
                    WHERE s.id = d.subscription_id AND d.id = picked.id \
                    RETURNING d.id, d.msg_id, d.subscription_id, s.target_url, s.secret, d.body, d.tries, d.account_id, \
                              d.first_event_id, d.last_event_id";
-        let claimed = all(&*c, sql, &[&now, &until, &limit, &per_sub], rows::claimed).await?;
+        let in_flight = room.in_flight_json();
+        let params: [Param; 5] = [&now, &until, &room.total, &room.per_subscription, &in_flight];
+        let claimed = all(&*c, sql, &params, rows::claimed).await?;
         let mut out = Vec::with_capacity(claimed.len());
         for row in claimed {
             let mut d = row.delivery;

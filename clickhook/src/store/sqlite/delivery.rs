@@ -139,16 +139,20 @@ impl DeliveryStore for SqliteStore {
         .await
     }
 
-    async fn claim_deliveries(&self, now: Millis, lease: i64, limit: i64, per_sub: i64) -> StoreResult<Vec<Claimed>> {
+    async fn claim_deliveries(&self, now: Millis, lease: i64, room: ClaimRoom) -> StoreResult<Vec<Claimed>> {
         self.write_background(move |conn| {
+            // Each subscription's room: its cap less what this node has in flight to it.
             let sql = "SELECT id, msg_id, subscription_id, target_url, secret, body, tries, account_id, first_event_id, \
                        last_event_id FROM (SELECT d.id, d.msg_id, d.subscription_id, s.target_url, s.secret, d.body, \
                          d.tries, d.account_id, d.first_event_id, d.last_event_id, d.next_attempt_at, \
                          ROW_NUMBER() OVER (PARTITION BY d.subscription_id ORDER BY d.next_attempt_at, d.id) AS rn \
                        FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id \
                        WHERE d.state = 'pending' AND d.next_attempt_at <= ?1 AND (d.lease_until IS NULL OR d.lease_until < ?1) \
-                       AND s.status = 'active') WHERE rn <= ?3 ORDER BY next_attempt_at, id LIMIT ?2";
-            let claimed = all(conn, sql, params![now, limit, per_sub], rows::claimed)?;
+                       AND s.status = 'active') \
+                       WHERE rn <= ?3 - coalesce(json_extract(?4, '$.\"' || subscription_id || '\"'), 0) \
+                       ORDER BY next_attempt_at, id LIMIT ?2";
+            let params = params![now, room.total, room.per_subscription, room.in_flight_json()];
+            let claimed = all(conn, sql, params, rows::claimed)?;
             let mut out = Vec::with_capacity(claimed.len());
             for row in claimed {
                 let mut c = row.delivery;
