@@ -106,7 +106,7 @@ fn benches(c: &mut Criterion) {
         email_sent_at: 0,
         honeypot: false,
         url: "https://x.example".into(),
-        filter: ClickFilter::default(),
+        filter: ClickFilter::default().into(),
         placed: None,
     };
     c.bench_function("classify", |b| b.iter(|| classify(black_box(&click), Around::default(), &lists)));

@@ -75,7 +75,7 @@ mod tests {
             email_sent_at: 0,
             honeypot: false,
             url: "https://x.example".into(),
-            filter: ClickFilter::default(),
+            filter: ClickFilter::default().into(),
             placed: None,
         }
     }
@@ -141,10 +141,10 @@ mod tests {
     fn settings_switch_signals_off() {
         let lists = ScannerLists::built_in();
         let mut c = click(2_000, 1);
-        c.filter.min_seconds_after_send = 0;
-        c.filter.burst_seconds = 0;
+        std::sync::Arc::make_mut(&mut c.filter).min_seconds_after_send = 0;
+        std::sync::Arc::make_mut(&mut c.filter).burst_seconds = 0;
         c.user_agent = "curl/8".into();
-        c.filter.known_scanners = false;
+        std::sync::Arc::make_mut(&mut c.filter).known_scanners = false;
         assert_eq!(classify(&c, around(&c, &[near(2_000, 2)]), &lists).0, HUMAN);
     }
 
@@ -154,16 +154,16 @@ mod tests {
         let mut c = click(3_600_000, 1);
         c.user_agent = "Mozilla/5.0 (compatible; Mimecast URL Protect)".into();
         c.ip = Some("148.163.150.0".into());
-        c.filter.trusted_networks = vec!["148.163.150.0/24".parse().unwrap()];
+        std::sync::Arc::make_mut(&mut c.filter).trusted_networks = vec!["148.163.150.0/24".parse().unwrap()];
         assert_eq!(classify(&c, around(&c, &[]), &lists), (HUMAN, vec!["no_bot_signal".to_string()]));
-        c.filter.trusted_networks.clear();
-        c.filter.trusted_user_agents = vec!["MIMECAST".into()];
+        std::sync::Arc::make_mut(&mut c.filter).trusted_networks.clear();
+        std::sync::Arc::make_mut(&mut c.filter).trusted_user_agents = vec!["MIMECAST".into()];
         assert_eq!(classify(&c, around(&c, &[]), &lists).0, HUMAN, "a trusted user agent");
         c.head = true;
         assert_eq!(classify(&c, around(&c, &[]), &lists).1, ["head_request"], "behaviour still counts");
         let mut c = click(3_600_000, 1);
-        c.filter.distrusted_user_agents = vec!["safari/605".into()];
-        c.filter.distrusted_networks = vec!["203.0.0.0/8".parse().unwrap()];
+        std::sync::Arc::make_mut(&mut c.filter).distrusted_user_agents = vec!["safari/605".into()];
+        std::sync::Arc::make_mut(&mut c.filter).distrusted_networks = vec!["203.0.0.0/8".parse().unwrap()];
         assert_eq!(
             classify(&c, around(&c, &[]), &lists).1,
             ["account_user_agent:safari/605", "account_network:203.0.0.0/8"]

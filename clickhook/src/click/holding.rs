@@ -143,7 +143,7 @@ mod tests {
             email_sent_at: 0,
             honeypot: false,
             url: "https://example.com/".into(),
-            filter: ClickFilter { burst_seconds, ..ClickFilter::default() },
+            filter: ClickFilter { burst_seconds, ..ClickFilter::default() }.into(),
             placed: None,
         }
     }

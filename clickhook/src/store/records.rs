@@ -2,6 +2,7 @@
 //! path's and the settler's rows, and the delivery log.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -167,7 +168,8 @@ pub struct PendingClick {
     pub email_sent_at: Millis,
     pub honeypot: bool,
     pub url: String,
-    pub filter: ClickFilter,
+    /// Its account's (shared by every click of the account read at once).
+    pub filter: Arc<ClickFilter>,
     /// Where its email stands; `None` when the email is gone.
     pub placed: Option<Placed>,
 }

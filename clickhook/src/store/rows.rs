@@ -5,6 +5,7 @@
 //! not parse (an unknown verdict, unreadable JSON) is an error, never a silent default.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
@@ -359,7 +360,7 @@ pub fn click_record(r: &dyn Columns) -> StoreResult<ClickRecord> {
 
 /// An unjudged click: id, account (0 when its email is gone), email, link, at, head, ip,
 /// user agent, the email's sending time, honeypot, the account's filter (NULL when gone), url.
-pub fn pending_click(r: &dyn Columns) -> StoreResult<PendingClick> {
+pub fn pending_click(r: &dyn Columns, filters: &Filters) -> StoreResult<PendingClick> {
     Ok(PendingClick {
         id: r.int(0)?,
         account_id: r.int(1)?,
@@ -371,10 +372,28 @@ pub fn pending_click(r: &dyn Columns) -> StoreResult<PendingClick> {
         user_agent: r.text(7)?,
         email_sent_at: r.int(8)?,
         honeypot: r.flag(9)?,
-        filter: filter(r.opt_text(10)?)?,
+        filter: filters.of(r.int(1)?, r, 10)?,
         url: r.text(11)?,
         placed: placed(r, 12)?,
     })
+}
+
+/// The click filters of one read, each parsed once: every click of a settling round carries its
+/// account's, and parsing it per click took more CPU than judging the click.
+#[derive(Default)]
+pub struct Filters(std::sync::Mutex<HashMap<i64, Arc<ClickFilter>>>);
+
+impl Filters {
+    /// The filter of `account` (0: gone), read from column `at` the first time.
+    fn of(&self, account: i64, r: &dyn Columns, at: usize) -> StoreResult<Arc<ClickFilter>> {
+        let mut parsed = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = parsed.get(&account) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(filter(r.opt_text(at)?)?);
+        parsed.insert(account, f.clone());
+        Ok(f)
+    }
 }
 
 /// An account's filter; the default for a click whose account is gone.

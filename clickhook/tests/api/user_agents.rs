@@ -42,7 +42,7 @@ fn judged_bot(lists: &ScannerLists, ua: &str) -> bool {
         email_sent_at: day,
         honeypot: false,
         url: "https://example.com/".into(),
-        filter: ClickFilter::default(),
+        filter: ClickFilter::default().into(),
         placed: None,
     };
     classify(&click, Around::default(), lists).0 == Verdict::Bot

@@ -121,7 +121,8 @@ impl ClickStore for PgStore {
                    LEFT JOIN links l ON l.email_id = c.email_id AND l.link_no = c.link_no \
                    LEFT JOIN accounts a ON a.id = e.account_id \
                    ORDER BY c.id";
-        let pending = all(&tx, sql, &[&limit, &held], rows::pending_click).await?;
+        let filters = rows::Filters::default();
+        let pending = all(&tx, sql, &[&limit, &held], |r| rows::pending_click(r, &filters)).await?;
         tx.commit().await.map_err(pg)?;
         Ok(pending)
     }

@@ -91,7 +91,8 @@ impl ClickStore for SqliteStore {
                        LEFT JOIN accounts a ON a.id = e.account_id \
                        WHERE c.id >= max((SELECT next_unjudged FROM settle_frontier), ?2 + 1) AND c.verdict IS NULL \
                        ORDER BY c.id LIMIT ?1";
-            all(conn, sql, [limit, after], rows::pending_click)
+            let filters = rows::Filters::default();
+            all(conn, sql, [limit, after], |r| rows::pending_click(r, &filters))
         })
         .await
     }
