@@ -141,20 +141,30 @@ impl DeliveryStore for SqliteStore {
 
     async fn claim_deliveries(&self, now: Millis, lease: i64, room: ClaimRoom) -> StoreResult<Vec<Claimed>> {
         self.write_background(move |conn| {
-            // Each subscription's room: its cap less what this node has in flight to it.
-            let sql = "SELECT id, msg_id, subscription_id, target_url, secret, body, tries, account_id, first_event_id, \
-                       last_event_id FROM (SELECT d.id, d.msg_id, d.subscription_id, s.target_url, s.secret, d.body, \
-                         d.tries, d.account_id, d.first_event_id, d.last_event_id, d.next_attempt_at, \
-                         ROW_NUMBER() OVER (PARTITION BY d.subscription_id ORDER BY d.next_attempt_at, d.id) AS rn \
+            // Each active subscription's oldest due batches, as many as its room (its cap less
+            // what this node has in flight to it), through its own index range: one query over
+            // every due batch, ranked per subscription, cost a scan of them all for each
+            // finished POST, though it claimed one.
+            let active = "SELECT id FROM subscriptions WHERE status = 'active'";
+            let due =
+                "SELECT d.id, d.msg_id, d.subscription_id, s.target_url, s.secret, d.body, d.tries, d.account_id, \
+                       d.first_event_id, d.last_event_id, d.next_attempt_at \
                        FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id \
-                       WHERE d.state = 'pending' AND d.next_attempt_at <= ?1 AND (d.lease_until IS NULL OR d.lease_until < ?1) \
-                       AND s.status = 'active') \
-                       WHERE rn <= ?3 - coalesce(json_extract(?4, '$.\"' || subscription_id || '\"'), 0) \
-                       ORDER BY next_attempt_at, id LIMIT ?2";
-            let params = params![now, room.total, room.per_subscription, room.in_flight_json()];
-            let claimed = all(conn, sql, params, rows::claimed)?;
-            let mut out = Vec::with_capacity(claimed.len());
-            for row in claimed {
+                       WHERE d.subscription_id = ?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2 \
+                       AND (d.lease_until IS NULL OR d.lease_until < ?2) ORDER BY d.next_attempt_at, d.id LIMIT ?3";
+            let mut picked = Vec::new();
+            for sub in all(conn, active, [], rows::int)? {
+                let space = room.per_subscription - room.in_flight.get(&sub).copied().unwrap_or(0);
+                if space > 0 {
+                    picked.extend(all(conn, due, params![sub, now, space.min(room.total)], |r| {
+                        Ok(((r.int(10)?, r.int(0)?), rows::claimed(r)?))
+                    })?);
+                }
+            }
+            picked.sort_unstable_by_key(|(order, _)| *order);
+            picked.truncate(usize::try_from(room.total).unwrap_or(0));
+            let mut out = Vec::with_capacity(picked.len());
+            for (_, row) in picked {
                 let mut c = row.delivery;
                 if let Some(range) = row.events {
                     c.body = body(conn, row.account_id, range)?;

@@ -51,6 +51,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0013_released_below.sql"),
     include_str!("../../../migrations/sqlite/0014_history_by_time.sql"),
     include_str!("../../../migrations/sqlite/0015_fewer_rows_per_click.sql"),
+    include_str!("../../../migrations/sqlite/0016_due_by_subscription.sql"),
 ];
 
 /// The version that added statistics: upgrading to it counts what was there.
