@@ -188,7 +188,7 @@ impl ClickStore for SqliteStore {
                 last = last.max(r.click_id);
                 if let Some(payload) = &r.event {
                     let sql = "INSERT INTO events (account_id, click_id, created_at, payload, occurred_at) \
-                               VALUES (?1, ?2, ?3, ?4, ?5)";
+                               VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (click_id) DO NOTHING";
                     exec(conn, sql, params![r.account_id, r.click_id, now, payload, r.clicked_at])?;
                 }
                 counted.push(r);
