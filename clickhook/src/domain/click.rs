@@ -54,7 +54,8 @@ impl ReleaseRule {
     }
 }
 
-/// Which rows of the burst history (judged clicks by email) a round of judging removes.
+/// Which rows of a burst history table (PostgreSQL's: judged clicks by time) a round of judging
+/// removes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistoryPrune {
     /// Rows older than this can no longer fall in anyone's window.

@@ -304,14 +304,6 @@ pub struct ClaimRoom {
     pub in_flight: HashMap<i64, i64>,
 }
 
-impl ClaimRoom {
-    /// `in_flight` as a JSON object from subscription id to attempts, for SQL to look into.
-    pub fn in_flight_json(&self) -> String {
-        let pairs: Vec<String> = self.in_flight.iter().map(|(s, n)| format!("\"{s}\":{n}")).collect();
-        format!("{{{}}}", pairs.join(","))
-    }
-}
-
 /// A delivery claimed for one attempt, with everything the attempt needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claimed {

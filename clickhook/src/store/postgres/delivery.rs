@@ -60,6 +60,13 @@ async fn cut(c: &impl Q, sub: &SubscriptionCursor, now: Millis, window: i64, max
     Ok(cut.wait_until)
 }
 
+/// A claim's attempts in flight as a JSON object from subscription id to attempts, for the
+/// claim's SQL to look into.
+fn in_flight_json(room: &ClaimRoom) -> String {
+    let pairs: Vec<String> = room.in_flight.iter().map(|(s, n)| format!("\"{s}\":{n}")).collect();
+    format!("{{{}}}", pairs.join(","))
+}
+
 #[async_trait]
 impl DeliveryStore for PgStore {
     async fn subscribe(&self, account: i64, target_url: &str, event: &str, secret: String) -> StoreResult<Subscribed> {
@@ -154,7 +161,7 @@ impl DeliveryStore for PgStore {
                    WHERE s.id = d.subscription_id AND d.id = picked.id \
                    RETURNING d.id, d.msg_id, d.subscription_id, s.target_url, s.secret, d.body, d.tries, d.account_id, \
                              d.first_event_id, d.last_event_id";
-        let in_flight = room.in_flight_json();
+        let in_flight = in_flight_json(&room);
         let params: [Param; 5] = [&now, &until, &room.total, &room.per_subscription, &in_flight];
         let claimed = all(&*c, sql, &params, rows::claimed).await?;
         let mut out = Vec::with_capacity(claimed.len());
