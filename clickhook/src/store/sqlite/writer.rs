@@ -421,6 +421,11 @@ mod tests {
     use crate::store::schedule::Scheduling;
     use std::time::{Duration, Instant};
 
+    /// Held by the tests that saturate the writer for seconds: beside each other on two cores,
+    /// the one that needs its clicker thread to keep the queue full found it run dry (a
+    /// background write let through at once, in a CI run).
+    static SATURATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     fn click() -> NewClick {
         NewClick {
             account_id: 1,
@@ -468,6 +473,7 @@ mod tests {
     /// to catch up: left to the checkpointer alone it grew for as long as they lasted.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_wal_starts_over_under_writes_that_never_pause() {
+        let _alone = SATURATING.lock().await;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let opts = Options { synchronous: "NORMAL", ..Options::default() };
@@ -500,6 +506,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn background_writes_stop_yielding_to_clicks_when_settling_is_behind() {
+        let _alone = SATURATING.lock().await;
         let dir = tempfile::tempdir().unwrap();
         let opts = Options { synchronous: "NORMAL", ..Options::default() };
         let store = Arc::new(SqliteStore::open(&dir.path().join("t.db"), opts).await.unwrap());
