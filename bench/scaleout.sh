@@ -8,10 +8,12 @@
 # and N nodes capped at CAP each, one wrk per node with the connections split between them
 # (which of the two goes first alternates from round to round).
 # Before every run it waits until the previous run's clicks are judged, so that settling does
-# not steal from the next run; nodes are started fresh for each run (2 s warm-up that fills the
-# link caches). Prints every run, the medians, and N nodes' median over one node's median. Each
-# run also says where the machine's CPU went while wrk ran, in cores: busy (of all cores), the
-# nodes, PostgreSQL. A run whose machine was all busy met the host's ceiling, not the nodes'.
+# not steal from the next run; nodes are started fresh for each run, and each follows every
+# link once before it (bench/warm_links.py), so that its link cache holds them all. Prints
+# every run, the medians, and N nodes' median over one node's median. Each run also says where
+# the machine's CPU went while wrk ran, in cores: busy (of all cores), the nodes, PostgreSQL (a
+# run whose machine was all busy met the host's ceiling, not the nodes'), and how many clicks
+# the nodes' group commits carried on average.
 #
 #   bench/scaleout.sh                           # SCALES="2:0.25 4:0.125", 3 rounds of 15 s
 #   SCALES="2:0.25" ROUNDS=5 DURATION=20s bench/scaleout.sh
@@ -104,18 +106,24 @@ pg = sum(ticks(p.split("/")[2]) for p in glob.glob("/proc/[0-9]*/comm") if open(
 print(sum(cpu) - idle, idle, pg, sum(ticks(p) for p in sys.argv[1:]))
 PY
 }
+commits() { # nodes -> "clicks commits": the nodes' click group commits so far, summed
+  for i in $(seq 0 $(($1 - 1))); do curl -s "http://127.0.0.1:$((PORT + i))/metrics"; done \
+    | awk '/^clickhook_commit_batch_size_sum/ {s += $2} /^clickhook_commit_batch_size_count/ {c += $2} END {print s + 0, c + 0}'
+}
 drive() { # nodes duration
   local pids=()
   local before; before=$(cpu_snapshot "${SERVERS[@]}")
+  local groups; groups=$(commits "$1")
   for i in $(seq 0 $(($1 - 1))); do
     taskset -c "$WRK_CPU" wrk -t1 -c"$((CONNS / $1))" -d"$2" -s bench/clicks.lua "http://127.0.0.1:$((PORT + i))" \
       -- "$WORK/paths.txt" >"$WORK/wrk$i.out" &
     pids+=($!)
   done
   wait "${pids[@]}"
-  python3 - "$WORK" "$1" "$before" "$(cpu_snapshot "${SERVERS[@]}")" "$(getconf CLK_TCK)" <<'PY'
+  python3 - "$WORK" "$1" "$before" "$(cpu_snapshot "${SERVERS[@]}")" "$(getconf CLK_TCK)" "$groups" "$(commits "$1")" <<'PY'
 import sys
 work, nodes = sys.argv[1], int(sys.argv[2])
+(s0, c0), (s1, c1) = ([float(x) for x in a.split()] for a in sys.argv[6:8])
 res = [dict(kv.split("=") for kv in next(l for l in open(f"{work}/wrk{n}.out") if l.startswith("RESULT")).split()[1:])
        for n in range(nodes)]
 # Where the machine's CPU went while wrk ran, in cores: all of it busy means the run measured the
@@ -124,7 +132,8 @@ res = [dict(kv.split("=") for kv in next(l for l in open(f"{work}/wrk{n}.out") i
 secs = (b1 - b0 + i1 - i0) / int(sys.argv[5]) / len(open("/proc/cpuinfo").read().split("processor")[1:])
 cores = lambda t: t / int(sys.argv[5]) / secs
 print(f"rps={sum(float(r['rps']) for r in res):.0f} n302={sum(int(r['n302']) for r in res)}"
-      f" busy={cores(b1 - b0):.2f} nodes={cores(n1 - n0):.2f} postgres={cores(p1 - p0):.2f}")
+      f" busy={cores(b1 - b0):.2f} nodes={cores(n1 - n0):.2f} postgres={cores(p1 - p0):.2f}"
+      f" clicks_per_commit={(s1 - s0) / max(c1 - c0, 1):.1f}")
 PY
 }
 UNJUDGED="select (select count(*) from clicks where verdict is null) + (select coalesce(sum(clicks), 0) from click_groups)"
@@ -134,7 +143,12 @@ settled() { # waits (up to 3 minutes) until every click is judged
 }
 run() { # nodes cap -> "rps=… n302=…"
   start_nodes "$1" "$2"
-  drive "$1" 2s >/dev/null # warm-up: the link caches
+  # Warm-up: every node follows every link once, so that its link cache holds them all, and
+  # those clicks are judged before the run.
+  local bases=()
+  for i in $(seq 0 $(($1 - 1))); do bases+=("http://127.0.0.1:$((PORT + i))"); done
+  python3 bench/warm_links.py "$WORK/paths.txt" "${bases[@]}" >/dev/null
+  settled
   local r; r=$(drive "$1" "$DURATION")
   settled
   stop_nodes
