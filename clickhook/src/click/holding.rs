@@ -12,7 +12,7 @@
 //! so many are held ([`MAX_HELD`]); beyond, a round's judgements go to the store as before, and
 //! are released from there.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::domain::click::{overrule, ReleaseRule, Verdict};
 use crate::domain::Millis;
@@ -69,10 +69,14 @@ impl Kept {
     }
 }
 
-/// The held clicks, by id.
+/// The held clicks, by id, and by when they fall due: a round takes the due ones without
+/// looking at the thousands that are not (scanning them all cost 1.5% of the process's CPU
+/// under sustained load).
 #[derive(Debug, Default)]
 pub struct Holding {
     clicks: BTreeMap<i64, Kept>,
+    /// (the frontier from which the click is due, its id), for every held click.
+    by_due: BTreeSet<(Millis, i64)>,
 }
 
 impl Holding {
@@ -95,7 +99,11 @@ impl Holding {
     }
 
     pub fn keep(&mut self, kept: Kept) {
-        self.clicks.insert(kept.click.id, kept);
+        let (id, due_at) = (kept.click.id, kept.click.rule.due_at(kept.click.at));
+        if let Some(old) = self.clicks.insert(id, kept) {
+            self.by_due.remove(&(old.click.rule.due_at(old.click.at), id));
+        }
+        self.by_due.insert((due_at, id));
     }
 
     /// Pins `new` reasons on a held click (`domain::click::overrule`); false if not held here.
@@ -106,22 +114,26 @@ impl Holding {
         true
     }
 
-    /// Takes out the oldest `limit` clicks due for release once judging has reached `frontier`.
+    /// Takes out the first `limit` clicks to fall due once judging has reached `frontier`. An
+    /// account's clicks share one burst window, so they come out in the order they were made.
     pub fn take_due(&mut self, frontier: Millis, limit: usize) -> Vec<Kept> {
-        let mut due: Vec<(Millis, i64)> = self
-            .clicks
-            .values()
-            .filter(|k| k.click.rule.due(k.click.at, frontier))
-            .map(|k| (k.click.at, k.click.id))
-            .collect();
-        due.sort_unstable();
-        due.truncate(limit);
-        due.into_iter().filter_map(|(_, id)| self.clicks.remove(&id)).collect()
+        let mut due = Vec::new();
+        while due.len() < limit {
+            match self.by_due.first() {
+                Some(&(due_at, id)) if due_at <= frontier => {
+                    self.by_due.pop_first();
+                    due.extend(self.clicks.remove(&id));
+                }
+                _ => break,
+            }
+        }
+        due
     }
 
     /// Forgets every held click: their rows are unjudged, and will be judged again.
     pub fn forget(&mut self) {
         self.clicks.clear();
+        self.by_due.clear();
     }
 }
 
@@ -156,11 +168,32 @@ mod tests {
         h.keep(Kept::new(pending(3, 1_500, 0), Verdict::Human, vec![]));
         assert_eq!(h.ids(), vec![1, 2, 3]);
         let due: Vec<i64> = h.take_due(2_000, 10).iter().map(|k| k.click.id).collect();
-        assert_eq!(due, vec![3, 1], "oldest first; the one with a window of 3 s stays");
+        assert_eq!(due, vec![3, 1], "first due first; the one with a window of 3 s stays");
         assert!(h.take_due(3_999, 10).is_empty());
         assert_eq!(h.take_due(4_000, 0).len(), 0, "at most the limit");
         assert_eq!(h.take_due(4_000, 10).len(), 1);
         assert!(h.is_empty());
+        assert!(h.by_due.is_empty());
+    }
+
+    #[test]
+    fn clicks_go_in_the_order_they_fall_due() {
+        // Made in the order 1, 2, 3, with windows (accounts) that make them due as 3, 1, 2.
+        let mut h = Holding::default();
+        h.keep(Kept::new(pending(1, 1_000, 2), Verdict::Human, vec![]));
+        h.keep(Kept::new(pending(2, 1_100, 3), Verdict::Human, vec![]));
+        h.keep(Kept::new(pending(3, 1_200, 0), Verdict::Human, vec![]));
+        h.keep(Kept::new(pending(5, 1_200, 0), Verdict::Human, vec![]));
+        let due: Vec<i64> = h.take_due(10_000, 3).iter().map(|k| k.click.id).collect();
+        assert_eq!(due, vec![3, 5, 1], "one window's clicks in the order made, by id on a tie");
+        let due: Vec<i64> = h.take_due(10_000, 3).iter().map(|k| k.click.id).collect();
+        assert_eq!(due, vec![2]);
+        // Kept again under the same id (judged again): held once, due by its new window.
+        h.keep(Kept::new(pending(4, 1_000, 0), Verdict::Human, vec![]));
+        h.keep(Kept::new(pending(4, 1_000, 5), Verdict::Human, vec![]));
+        assert!(h.take_due(1_000, 10).is_empty());
+        assert_eq!(h.take_due(6_000, 10).len(), 1);
+        assert!(h.is_empty() && h.by_due.is_empty());
     }
 
     #[test]

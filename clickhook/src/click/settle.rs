@@ -383,10 +383,17 @@ async fn release(
     if stored.is_empty() && kept.is_empty() {
         return Ok((0, took));
     }
-    let judged: HashMap<i64, Judgement> = kept.iter().map(|k| (k.click.id, k.judgement())).collect();
-    let held: Vec<HeldClick> = stored.into_iter().chain(kept.into_iter().map(|k| k.click)).collect();
+    // Those held here carry the judgement their release writes; those held in the store do not.
+    let held: Vec<(HeldClick, Option<Judgement>)> = stored
+        .into_iter()
+        .map(|c| (c, None))
+        .chain(kept.into_iter().map(|k| {
+            let judged = k.judgement();
+            (k.click, Some(judged))
+        }))
+        .collect();
     let mut wanted: Vec<i64> =
-        held.iter().filter(|c| c.account_id != 0 && c.rule.delivers(c.verdict)).map(|c| c.email_id).collect();
+        held.iter().filter(|(c, _)| c.account_id != 0 && c.rule.delivers(c.verdict)).map(|(c, _)| c.email_id).collect();
     wanted.sort_unstable();
     wanted.dedup();
     let t = std::time::Instant::now();
@@ -395,27 +402,31 @@ async fn release(
     // The prospect's part of the element is serialized once per email, not once per click.
     let elements: HashMap<i64, LinkClicked> = contexts.iter().map(|(id, ctx)| (*id, LinkClicked::new(ctx))).collect();
     let releases: Vec<Release> = held
-        .iter()
-        .map(|c| Release {
-            click_id: c.id,
-            account_id: c.account_id,
-            clicked_at: c.at,
-            human: c.verdict == Verdict::Human,
-            event: elements
+        .into_iter()
+        .map(|(c, judged)| {
+            let human = c.verdict == Verdict::Human;
+            let event = elements
                 .get(&c.email_id)
                 .filter(|_| c.rule.delivers(c.verdict))
-                .map(|element| element.render(&c.url, c.at)),
-            counted: c.placed.map(|p| Counted {
+                .map(|element| element.render(&c.url, c.at));
+            Release {
+                click_id: c.id,
                 account_id: c.account_id,
-                campaign_id: p.campaign_id,
-                step: p.step,
-                prospect_id: p.prospect_id,
-                url: c.url.clone(),
-                at: c.at,
-                human: c.verdict == Verdict::Human,
-                reasons: c.reasons.clone(),
-            }),
-            judged: judged.get(&c.id).cloned(),
+                clicked_at: c.at,
+                human,
+                event,
+                counted: c.placed.map(|p| Counted {
+                    account_id: c.account_id,
+                    campaign_id: p.campaign_id,
+                    step: p.step,
+                    prospect_id: p.prospect_id,
+                    url: c.url,
+                    at: c.at,
+                    human,
+                    reasons: c.reasons,
+                }),
+                judged,
+            }
         })
         .collect();
     let humans = releases.iter().filter(|r| r.human).count() as u64;

@@ -45,7 +45,12 @@ impl ReleaseRule {
     /// Whether a held click made at `at` can be released once judging has reached `frontier`:
     /// no click judged later can fall inside its burst window any more.
     pub fn due(&self, at: Millis, frontier: Millis) -> bool {
-        at + self.burst_window_ms <= frontier
+        self.due_at(at) <= frontier
+    }
+
+    /// The judging frontier from which a held click made at `at` is due.
+    pub fn due_at(&self, at: Millis) -> Millis {
+        at.saturating_add(self.burst_window_ms)
     }
 
     /// Whether a click with this verdict becomes a webhook.
