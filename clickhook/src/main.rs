@@ -17,13 +17,12 @@ use clickhook::{api::auth, click::token, startup::Application};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc gives freed pages back to the system only a while after they were freed (a second,
-/// ten for its arenas), and only when the thread that freed them calls it again: memory freed by
-/// a thread that then waits (a reader between settling rounds) stayed resident. Catching up
-/// after a burst peaked at 158 MB of RSS and stayed at 129 MB when done; with 10 ms, 115 MB and
-/// 92 MB, and the click path's rate unchanged (bench/RESULTS.md). `MIMALLOC_PURGE_DELAY` still
-/// overrides it.
-const PURGE_DELAY_MS: std::ffi::c_long = 10;
+/// How long mimalloc keeps freed pages before giving them back to the system. Its own second let
+/// the memory of a catch-up after a burst stay resident (peak 158 MB, the click benchmark's
+/// limit is 150); 10 ms gave it back (122 MB) but made every settling round fault its buffers
+/// in again, 4-5% of the process's CPU under sustained load; 250 ms: peak 134 MB, faults 1.7%
+/// (bench/RESULTS.md). `MIMALLOC_PURGE_DELAY` still overrides it.
+const PURGE_DELAY_MS: std::ffi::c_long = 250;
 
 /// `mi_option_purge_delay` in mimalloc's `mi_option_t` (v3, libmimalloc-sys 0.1.49).
 const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
@@ -264,8 +263,8 @@ mod tests {
     }
 
     /// Memory a thread freed goes back to the system while that thread waits, as a reader's
-    /// does between settling rounds. With mimalloc's own delay (or the option's index wrong) 54
-    /// of the 100 MB were still resident after 3 s.
+    /// does between settling rounds. With purging off (`MIMALLOC_PURGE_DELAY=-1`) or put off
+    /// for 5 s, all of it was still resident after 3 s.
     #[test]
     #[cfg(target_os = "linux")]
     fn memory_freed_by_a_waiting_thread_leaves_the_process() {
